@@ -1,0 +1,15 @@
+//! Shared foundation of the singularity-agent daemons.
+//!
+//! This crate has no runtime: it reads and validates configuration (Java `.properties`,
+//! Singularity YAML and native TOML), defines the records the daemons exchange through files
+//! and HTTP (task definitions, S3 upload metadata, tail metadata, cleanup results, artifact
+//! download requests), and makes every name that one daemon writes and another looks for
+//! (task ids, container names, metadata file names, S3 keys).
+
+pub mod config;
+pub mod exit;
+pub mod fsio;
+pub mod keyfmt;
+pub mod naming;
+pub mod records;
+pub mod task_id;
