@@ -1,0 +1,135 @@
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while verifying, extracting or placing an artifact.
+///
+/// Every variant names the file, directory or archive entry concerned, so the message alone
+/// is enough to act on (it ends up in a task's failure message and in the downloader's 500).
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The extraction target must exist beforehand, as it had to for the Java executor's `tar -C`.
+    #[error("target directory {path} does not exist or is not a directory")]
+    TargetDirMissing { path: PathBuf },
+
+    /// A filesystem operation failed; `op` says which one.
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The archive could not be read: corrupt or truncated compression, bad tar headers.
+    #[error("cannot read archive {archive}: {source}")]
+    ReadArchive {
+        archive: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// An entry would write, or point, outside the target directory.
+    #[error("archive {archive}: refusing entry {entry:?}: {reason}")]
+    UnsafeEntry {
+        archive: PathBuf,
+        entry: String,
+        reason: String,
+    },
+
+    /// An entry of a kind this crate never creates (device, fifo, unknown type).
+    #[error("archive {archive}: refusing entry {entry:?}: {kind} entries are not extracted")]
+    UnsupportedEntry {
+        archive: PathBuf,
+        entry: String,
+        kind: &'static str,
+    },
+
+    /// An entry cannot be placed because of what is already at its path.
+    #[error("archive {archive}: entry {entry:?} conflicts with {path}: {reason}")]
+    Conflict {
+        archive: PathBuf,
+        entry: String,
+        path: PathBuf,
+        reason: &'static str,
+    },
+
+    /// The extracted content grew past [`ExtractLimits::max_total_bytes`](crate::ExtractLimits).
+    #[error("archive {archive} expands past the limit of {limit} bytes (at entry {entry:?})")]
+    TooLarge {
+        archive: PathBuf,
+        entry: String,
+        limit: u64,
+    },
+
+    /// The archive has more than [`ExtractLimits::max_entries`](crate::ExtractLimits) entries.
+    #[error("archive {archive} has more than {limit} entries")]
+    TooManyEntries { archive: PathBuf, limit: u64 },
+
+    /// Header data (long names, pax records, sparse maps) between two entries is implausibly large.
+    #[error("archive {archive}: more than {limit} bytes of headers before entry {count}")]
+    OversizedHeaders {
+        archive: PathBuf,
+        count: u64,
+        limit: u64,
+    },
+
+    /// The archive ended inside an entry's data.
+    #[error(
+        "archive {archive}: entry {entry:?} is truncated: expected {expected} bytes, read {actual}"
+    )]
+    Truncated {
+        archive: PathBuf,
+        entry: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    /// A file name that must be a plain name (or a relative path) is not one.
+    #[error("invalid artifact file name {filename:?}: {reason}")]
+    InvalidFilename {
+        filename: String,
+        reason: &'static str,
+    },
+
+    /// The destination exists and is not a regular file, so it cannot hold the artifact.
+    #[error("{path} already exists and is not a regular file")]
+    NotAFile { path: PathBuf },
+
+    /// The destination exists with different content; it is left untouched.
+    #[error("{path} already exists with different content (expected {expected}, found {actual})")]
+    ExistingDiffers {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+
+    /// An embedded artifact's destination exists already (it is created exclusively).
+    #[error("{path} already exists")]
+    AlreadyExists { path: PathBuf },
+
+    /// Content does not hash to the expected md5.
+    #[error("md5 mismatch for {path}: expected {expected}, got {actual}")]
+    Md5Mismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+
+    /// Content does not have the expected length.
+    #[error("size mismatch for {path}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+}
+
+impl ArtifactError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        ArtifactError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Putting a cached artifact into a task's directory: copy, or extract a tarball.
+
+use std::fs::{self, File, Permissions};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::ArtifactError;
+use crate::extract::{ExtractLimits, ExtractSummary, extract_tar_gz};
+use crate::verify::{ARTIFACT_FILE_MODE, md5_file};
+
+/// What [`place_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaceOutcome {
+    /// The file was copied (`reflinked`: as a copy-on-write clone sharing the cached blocks).
+    Copied { bytes: u64, reflinked: bool },
+    /// The destination already held identical content; nothing was written.
+    AlreadyPresent,
+}
+
+/// What [`place_artifact`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// The artifact was a tarball and was extracted.
+    Extracted(ExtractSummary),
+    /// The artifact was copied as a file.
+    File(PlaceOutcome),
+}
+
+/// Whether an artifact with this file name is extracted rather than copied.
+///
+/// The Java rule was "ends with `.tar.gz`" (case-sensitive); `.tgz` is added. A plain `.tar`
+/// is copied, as before.
+pub fn is_tarball(filename: &str) -> bool {
+    filename.ends_with(".tar.gz") || filename.ends_with(".tgz")
+}
+
+/// Places a cached artifact: extracts it into `target_dir` when [`is_tarball`], else copies it
+/// to `target_dir/filename` with [`place_file`].
+pub fn place_artifact(
+    cached: &Path,
+    target_dir: &Path,
+    filename: &str,
+    limits: &ExtractLimits,
+) -> Result<Placement, ArtifactError> {
+    if is_tarball(filename) {
+        extract_tar_gz(cached, target_dir, limits).map(Placement::Extracted)
+    } else {
+        place_file(cached, target_dir, filename).map(Placement::File)
+    }
+}
+
+/// Copies `cached` to `target_dir/filename`, creating `target_dir` as needed.
+///
+/// The copy goes to a temporary file in `target_dir` which then takes the final name without
+/// replacing anything, so the destination is either absent or complete. The copy is a reflink
+/// (FICLONE) where the filesystem allows it, else an in-kernel copy (`copy_file_range`), else a
+/// read/write loop. The file gets mode `rw-r--r--`.
+///
+/// An existing destination is accepted only if it is a regular file with the same size and md5
+/// ([`PlaceOutcome::AlreadyPresent`]); otherwise it is left untouched and an error names it.
+/// `filename` must be a plain file name: no `/`, not `.` or `..`.
+pub fn place_file(
+    cached: &Path,
+    target_dir: &Path,
+    filename: &str,
+) -> Result<PlaceOutcome, ArtifactError> {
+    check_plain_name(filename)?;
+    fs::create_dir_all(target_dir)
+        .map_err(|e| ArtifactError::io("create directory", target_dir, e))?;
+    let dest = target_dir.join(filename);
+    if let Some(outcome) = compare_existing(cached, &dest)? {
+        return Ok(outcome);
+    }
+
+    let mut src = File::open(cached).map_err(|e| ArtifactError::io("open", cached, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name_prefix(filename)))
+        .suffix(".part")
+        .tempfile_in(target_dir)
+        .map_err(|e| ArtifactError::io("create temporary file in", target_dir, e))?;
+
+    let reflinked = rustix::fs::ioctl_ficlone(tmp.as_file(), &src).is_ok();
+    let bytes = if reflinked {
+        tmp.as_file()
+            .metadata()
+            .map_err(|e| ArtifactError::io("stat", tmp.path(), e))?
+            .len()
+    } else {
+        // std specialises File-to-File copies to copy_file_range/sendfile, falling back to
+        // a read/write loop where those are unsupported.
+        io::copy(&mut src, tmp.as_file_mut())
+            .map_err(|e| ArtifactError::io("copy to", tmp.path(), e))?
+    };
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(ARTIFACT_FILE_MODE))
+        .map_err(|e| ArtifactError::io("chmod", tmp.path(), e))?;
+
+    match tmp.persist_noclobber(&dest) {
+        Ok(_) => Ok(PlaceOutcome::Copied { bytes, reflinked }),
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+            // Someone placed the same name meanwhile (a concurrent request for the same
+            // artifact): fine if it is the same content.
+            drop(e.file);
+            compare_existing(cached, &dest)?
+                .ok_or_else(|| ArtifactError::io("rename to", &dest, e.error))
+        }
+        Err(e) => Err(ArtifactError::io("rename to", &dest, e.error)),
+    }
+}
+
+/// `None` if `dest` does not exist; `AlreadyPresent` if it is a regular file identical to
+/// `cached` (size first, then md5); an error otherwise.
+fn compare_existing(cached: &Path, dest: &Path) -> Result<Option<PlaceOutcome>, ArtifactError> {
+    let existing = match fs::symlink_metadata(dest) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ArtifactError::io("stat", dest, e)),
+    };
+    if !existing.is_file() {
+        return Err(ArtifactError::NotAFile {
+            path: dest.to_path_buf(),
+        });
+    }
+    let source_len = fs::metadata(cached)
+        .map_err(|e| ArtifactError::io("stat", cached, e))?
+        .len();
+    if existing.len() != source_len {
+        return Err(ArtifactError::ExistingDiffers {
+            path: dest.to_path_buf(),
+            expected: format!("{source_len} bytes"),
+            actual: format!("{} bytes", existing.len()),
+        });
+    }
+    let expected = md5_file(cached)?;
+    let actual = md5_file(dest)?;
+    if expected == actual {
+        Ok(Some(PlaceOutcome::AlreadyPresent))
+    } else {
+        Err(ArtifactError::ExistingDiffers {
+            path: dest.to_path_buf(),
+            expected: format!("md5 {expected}"),
+            actual: format!("md5 {actual}"),
+        })
+    }
+}
+
+/// At most 64 bytes of `filename`, so the temporary name stays under NAME_MAX.
+fn name_prefix(filename: &str) -> &str {
+    let mut end = filename.len().min(64);
+    while !filename.is_char_boundary(end) {
+        end -= 1;
+    }
+    &filename[..end]
+}
+
+fn check_plain_name(filename: &str) -> Result<(), ArtifactError> {
+    let reason = if filename.is_empty() {
+        "empty name"
+    } else if filename == "." || filename == ".." {
+        "not a file name"
+    } else if filename.contains('/') {
+        "contains `/`"
+    } else if filename.contains('\0') {
+        "contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(ArtifactError::InvalidFilename {
+        filename: filename.to_string(),
+        reason,
+    })
+}

@@ -1,0 +1,174 @@
+//! Placing cached artifacts: copies, identical and different existing destinations, names.
+// Helpers outside #[test] functions panic on setup failures too.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{ArchiveBuilder, Work, listing, mode};
+use singularity_artifacts::{
+    ArtifactError, ExtractLimits, PlaceOutcome, Placement, is_tarball, place_artifact, place_file,
+};
+
+fn cached(work: &Work, name: &str, content: &[u8]) -> std::path::PathBuf {
+    let cache = work.root().join("cache");
+    fs::create_dir_all(&cache).unwrap();
+    let path = cache.join(name);
+    fs::write(&path, content).unwrap();
+    path
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn copies_into_a_new_directory_with_mode_0644() {
+    let work = Work::new();
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let src = cached(&work, "abc-app.jar", &content);
+    fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let target = work.root().join("task/sandbox/lib");
+
+    let outcome = place_file(&src, &target, "app.jar").unwrap();
+    assert!(
+        matches!(outcome, PlaceOutcome::Copied { bytes: 200_000, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(fs::read(target.join("app.jar")).unwrap(), content);
+    assert_eq!(mode(&target.join("app.jar")), 0o644);
+    assert_eq!(names(&target), ["app.jar"], "no temporary file left");
+    assert_eq!(fs::read(&src).unwrap(), content, "cache untouched");
+}
+
+#[test]
+fn identical_existing_destination_is_already_present() {
+    let work = Work::new();
+    let src = cached(&work, "app.jar", b"same bytes");
+    let target = work.target();
+    fs::write(target.join("app.jar"), b"same bytes").unwrap();
+    let before = listing(&target);
+    assert_eq!(
+        place_file(&src, &target, "app.jar").unwrap(),
+        PlaceOutcome::AlreadyPresent
+    );
+    assert_eq!(listing(&target), before);
+}
+
+#[test]
+fn different_existing_destination_is_an_error_and_untouched() {
+    let work = Work::new();
+    let src = cached(&work, "app.jar", b"new bytes!");
+    let target = work.target();
+    for existing in [&b"old bytes!"[..], &b"shorter"[..]] {
+        fs::write(target.join("app.jar"), existing).unwrap();
+        let err = place_file(&src, &target, "app.jar").unwrap_err();
+        match &err {
+            ArtifactError::ExistingDiffers { path, .. } => {
+                assert_eq!(*path, target.join("app.jar"));
+            }
+            other => panic!("expected ExistingDiffers, got {other:?}"),
+        }
+        assert!(err.to_string().contains("app.jar"));
+        assert_eq!(fs::read(target.join("app.jar")).unwrap(), existing);
+        assert_eq!(names(&target), ["app.jar"]);
+    }
+}
+
+#[test]
+fn existing_directory_or_symlink_is_not_a_file() {
+    let work = Work::new();
+    let src = cached(&work, "x", b"x");
+    let target = work.target();
+    fs::create_dir(target.join("dir")).unwrap();
+    std::os::unix::fs::symlink(&src, target.join("link")).unwrap();
+    for name in ["dir", "link"] {
+        let err = place_file(&src, &target, name).unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::NotAFile { ref path } if path.ends_with(name)),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_file_names_are_refused() {
+    let work = Work::new();
+    let src = cached(&work, "x", b"x");
+    let target = work.root().join("never-created");
+    for name in ["", ".", "..", "a/b", "/etc/passwd", "../x", "nul\0byte"] {
+        let err = place_file(&src, &target, name).unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::InvalidFilename { ref filename, .. } if filename == name),
+            "{name:?}: {err:?}"
+        );
+    }
+    assert!(!target.exists());
+}
+
+#[test]
+fn longest_file_name_is_placed() {
+    let work = Work::new();
+    let src = cached(&work, "x", b"x");
+    let target = work.target();
+    let name = format!("{}.jar", "é".repeat(125));
+    assert_eq!(name.len(), 254);
+    place_file(&src, &target, &name).unwrap();
+    assert_eq!(names(&target), [name]);
+}
+
+#[test]
+fn zero_length_file_is_copied() {
+    let work = Work::new();
+    let src = cached(&work, "empty", b"");
+    let target = work.target();
+    assert!(matches!(
+        place_file(&src, &target, "empty").unwrap(),
+        PlaceOutcome::Copied { bytes: 0, .. }
+    ));
+    assert_eq!(fs::metadata(target.join("empty")).unwrap().len(), 0);
+    assert_eq!(
+        place_file(&src, &target, "empty").unwrap(),
+        PlaceOutcome::AlreadyPresent
+    );
+}
+
+#[test]
+fn place_artifact_extracts_tarballs_and_copies_the_rest() {
+    assert!(is_tarball("app.tar.gz"));
+    assert!(is_tarball("app.tgz"));
+    assert!(!is_tarball("app.tar"));
+    assert!(!is_tarball("app.TAR.GZ"));
+    assert!(!is_tarball("app.jar"));
+
+    let work = Work::new();
+    let target = work.target();
+    let archive = ArchiveBuilder::new()
+        .file("bin/run", 0o755, b"run")
+        .write_gz(work.root(), "0cc1-app.tgz");
+    let limits = ExtractLimits::default();
+
+    match place_artifact(&archive, &target, "app.tgz", &limits).unwrap() {
+        Placement::Extracted(summary) => assert_eq!(summary.files, 1),
+        other => panic!("expected extraction, got {other:?}"),
+    }
+    assert_eq!(fs::read(target.join("bin/run")).unwrap(), b"run");
+    assert!(!target.join("app.tgz").exists());
+
+    // A plain .tar is copied, as the Java executor did.
+    match place_artifact(&archive, &target, "app.tar", &limits).unwrap() {
+        Placement::File(PlaceOutcome::Copied { .. }) => {}
+        other => panic!("expected a copy, got {other:?}"),
+    }
+    assert_eq!(
+        fs::read(target.join("app.tar")).unwrap(),
+        fs::read(&archive).unwrap()
+    );
+}
