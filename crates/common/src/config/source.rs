@@ -1,0 +1,317 @@
+//! Finding config files, telling their format and role from their name, and parsing them.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::diagnostic::{Diagnostic, Location};
+use super::keys::ConfigClass;
+
+/// The three input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Properties,
+    Yaml,
+    Toml,
+}
+
+impl Format {
+    /// Extensions looked for in the config directory, in merge order.
+    pub(crate) const DISCOVERED: [Format; 3] = [Format::Properties, Format::Yaml, Format::Toml];
+
+    pub(crate) fn extension(self) -> &'static str {
+        match self {
+            Self::Properties => "properties",
+            Self::Yaml => "yaml",
+            Self::Toml => "toml",
+        }
+    }
+
+    fn from_extension(extension: &str) -> Option<Self> {
+        match extension {
+            "properties" => Some(Self::Properties),
+            "yaml" | "yml" => Some(Self::Yaml),
+            "toml" => Some(Self::Toml),
+            _ => None,
+        }
+    }
+}
+
+/// What a file holds: one class, or sections for several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    PerClass(ConfigClass),
+    Consolidated,
+}
+
+/// A file to read.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceFile {
+    pub(crate) path: PathBuf,
+    pub(crate) format: Format,
+    pub(crate) role: Role,
+    /// Found in the config directory (rather than given with `--config`).
+    pub(crate) discovered: bool,
+}
+
+/// `<dir>/singularity.<stem>.<ext>`.
+pub(crate) fn per_class_path(dir: &Path, class: ConfigClass, format: Format) -> PathBuf {
+    dir.join(format!(
+        "singularity.{}.{}",
+        class.stem(),
+        format.extension()
+    ))
+}
+
+/// Format and role of a `--config` file, from its name.
+pub(crate) fn classify(path: &Path) -> Result<SourceFile, Diagnostic> {
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let format = name
+        .rsplit_once('.')
+        .and_then(|(_, extension)| Format::from_extension(extension))
+        .ok_or_else(|| Diagnostic::UnknownFormat {
+            at: Location::file(path),
+        })?;
+    let stem = name
+        .strip_prefix("singularity.")
+        .and_then(|rest| rest.rsplit_once('.'))
+        .map(|(stem, _)| stem);
+    let role = ConfigClass::ALL
+        .into_iter()
+        .find(|class| Some(class.stem()) == stem)
+        .map_or(Role::Consolidated, Role::PerClass);
+    Ok(SourceFile {
+        path: path.to_owned(),
+        format,
+        role,
+        discovered: false,
+    })
+}
+
+/// One `key=value` line of a `.properties` file.
+#[derive(Debug, Clone)]
+pub(crate) struct PropertyLine {
+    pub(crate) key: String,
+    pub(crate) value: String,
+    pub(crate) line: usize,
+}
+
+/// A parsed file.
+#[derive(Debug, Clone)]
+pub(crate) enum Content {
+    Properties(Vec<PropertyLine>),
+    /// YAML or TOML, as a JSON object.
+    Tree(Map<String, Value>),
+}
+
+/// Reads a file. `Ok(None)` when it does not exist and `missing_ok`.
+pub(crate) fn read_bytes(path: &Path, missing_ok: bool) -> Result<Option<Vec<u8>>, Diagnostic> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if missing_ok && error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(Diagnostic::Unreadable {
+            at: Location::file(path),
+            error: error.to_string(),
+        }),
+    }
+}
+
+/// Parses a file's bytes in its format. Syntax errors carry the line the parser reported.
+pub(crate) fn parse(path: &Path, format: Format, bytes: &[u8]) -> Result<Content, Diagnostic> {
+    match format {
+        Format::Properties => parse_properties(path, bytes).map(Content::Properties),
+        Format::Yaml => parse_yaml(path, utf8(path, bytes)?).map(Content::Tree),
+        Format::Toml => parse_toml(path, utf8(path, bytes)?).map(Content::Tree),
+    }
+}
+
+fn syntax(path: &Path, line: Option<usize>, message: impl Into<String>) -> Diagnostic {
+    Diagnostic::Syntax {
+        at: Location {
+            file: path.to_owned(),
+            line,
+        },
+        message: message.into(),
+    }
+}
+
+fn utf8<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
+    std::str::from_utf8(bytes).map_err(|error| {
+        let line = line_of(bytes, error.valid_up_to());
+        syntax(path, Some(line), "not valid UTF-8")
+    })
+}
+
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+fn parse_properties(path: &Path, bytes: &[u8]) -> Result<Vec<PropertyLine>, Diagnostic> {
+    let mut lines = Vec::new();
+    let iter = java_properties::PropertiesIter::new_with_encoding(bytes, encoding_rs::UTF_8);
+    for line in iter {
+        let line = line.map_err(|error| {
+            // The crate appends " (line_number = N)"; the line goes in front instead.
+            let text = error.to_string();
+            let message = text
+                .rsplit_once(" (line_number = ")
+                .map_or(text.as_str(), |(message, _)| message)
+                .to_owned();
+            syntax(path, error.line_number(), message)
+        })?;
+        let number = line.line_number();
+        if let java_properties::LineContent::KVPair(key, value) = line.consume_content() {
+            lines.push(PropertyLine {
+                key,
+                value,
+                line: number,
+            });
+        }
+    }
+    Ok(lines)
+}
+
+fn parse_yaml(path: &Path, text: &str) -> Result<Map<String, Value>, Diagnostic> {
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|error| {
+        let line = error.location().map(|location| location.line());
+        let message = error.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(message, _)| message)
+            .to_owned();
+        syntax(path, line, message)
+    })?;
+    match yaml_to_json(value) {
+        Value::Null => Ok(Map::new()),
+        Value::Object(map) => Ok(map),
+        _ => Err(syntax(
+            path,
+            Some(1),
+            "expected a mapping of keys to values",
+        )),
+    }
+}
+
+fn yaml_to_json(value: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Y;
+    match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or_else(|| Value::String(n.to_string()), Value::Number)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
+        Y::Mapping(mapping) => Value::Object(
+            mapping
+                .into_iter()
+                .map(|(key, value)| (yaml_key(key), yaml_to_json(value)))
+                .collect(),
+        ),
+        Y::Tagged(tagged) => yaml_to_json(tagged.value),
+    }
+}
+
+fn yaml_key(key: serde_yaml_ng::Value) -> String {
+    match yaml_to_json(key) {
+        Value::String(s) => s,
+        Value::Null => "null".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn parse_toml(path: &Path, text: &str) -> Result<Map<String, Value>, Diagnostic> {
+    let table: toml::Table = toml::from_str(text).map_err(|error| {
+        let line = error
+            .span()
+            .map(|span| line_of(text.as_bytes(), span.start));
+        syntax(path, line, error.message().trim_end())
+    })?;
+    Ok(table
+        .into_iter()
+        .map(|(key, value)| (key, toml_to_json(value)))
+        .collect())
+}
+
+fn toml_to_json(value: toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f)
+            .map_or_else(|| Value::String(f.to_string()), Value::Number),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .into_iter()
+                .map(|(key, value)| (key, toml_to_json(value)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_tell_role_and_format() {
+        let file = classify(Path::new("/x/singularity.executor.cleanup.yml")).unwrap();
+        assert_eq!(file.role, Role::PerClass(ConfigClass::ExecutorCleanup));
+        assert_eq!(file.format, Format::Yaml);
+        let file = classify(Path::new("/x/singularity.executor.toml")).unwrap();
+        assert_eq!(file.role, Role::PerClass(ConfigClass::Executor));
+        let file = classify(Path::new("/x/singularity.yaml")).unwrap();
+        assert_eq!(file.role, Role::Consolidated);
+        let file = classify(Path::new("/x/agent.properties")).unwrap();
+        assert_eq!(file.role, Role::Consolidated);
+        assert_eq!(file.format, Format::Properties);
+        assert!(classify(Path::new("/x/singularity.json")).is_err());
+        assert!(classify(Path::new("/x/singularity")).is_err());
+    }
+
+    #[test]
+    fn properties_keep_line_numbers_across_continuations() {
+        let text = "# comment\n! bang comment\na = 1\nb: two \\\n   lines\nc three\n";
+        let lines = parse_properties(Path::new("f"), text.as_bytes()).unwrap();
+        let got: Vec<_> = lines
+            .iter()
+            .map(|l| (l.key.as_str(), l.value.as_str(), l.line))
+            .collect();
+        assert_eq!(
+            got,
+            [("a", "1", 3), ("b", "two lines", 4), ("c", "three", 6)]
+        );
+    }
+
+    #[test]
+    fn yaml_and_toml_errors_carry_the_line() {
+        let error = parse_yaml(Path::new("f.yaml"), "a: 1\nb: [\n").unwrap_err();
+        let Diagnostic::Syntax { at, .. } = error else {
+            panic!("{error:?}")
+        };
+        assert!(at.line.is_some());
+        let error = parse_toml(Path::new("f.toml"), "a = 1\nb = = 2\n").unwrap_err();
+        let Diagnostic::Syntax { at, .. } = error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(at.line, Some(2));
+    }
+}
