@@ -128,36 +128,9 @@ impl ThreadCheckerType {
     pub const NAMES: &'static [&'static str] = &["PS", "CGROUP", "PROC_STATUS"];
 }
 
-/// A logrotate schedule (`logrotateFrequency`, and per extra file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LogrotateFrequency {
-    /// Forced from cron every minute.
-    EveryMinute,
-    /// Forced from cron every five minutes.
-    EveryFiveMinutes,
-    /// Forced from cron every hour.
-    Hourly,
-    /// logrotate `daily`.
-    #[default]
-    Daily,
-    /// logrotate `weekly`.
-    Weekly,
-    /// logrotate `monthly`.
-    Monthly,
-}
-
-impl LogrotateFrequency {
-    /// The accepted spellings.
-    pub const NAMES: &'static [&'static str] = &[
-        "EVERY_MINUTE",
-        "EVERY_FIVE_MINUTES",
-        "HOURLY",
-        "DAILY",
-        "WEEKLY",
-        "MONTHLY",
-    ];
-}
+/// A logrotate schedule (`logrotateFrequency`, and per extra file): the same type the task
+/// records carry, so a per-deploy override and the config default compare directly.
+pub use crate::records::LogrotateFrequency;
 
 /// Compressor the cleanup uses for abandoned rotations (`compressionType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
