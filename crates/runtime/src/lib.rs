@@ -1,0 +1,26 @@
+//! Run-time pieces every singularity-agent daemon needs, in one place so they are not copied:
+//!
+//! - [`init_tracing`]: logs to stderr (journald captures it), text or JSON, filtered by
+//!   `RUST_LOG` or a default; [`log_startup`] records version and config files read.
+//! - [`Shutdown`] and [`shutdown_signal`]: SIGTERM / SIGINT as a value passed into `run`.
+//! - [`notify_ready`], [`notify_stopping`], [`notify_status`]: systemd `Type=notify`
+//!   readiness; no-ops when `NOTIFY_SOCKET` is unset.
+//! - [`build_s3_client`]: an `aws_sdk_s3::Client` from [`S3ClientOptions`] (static keys or the
+//!   AWS default credential chain, custom endpoint, path-style, timeouts).
+//! - [`open_sqlite`]: a SQLite pool in WAL mode with foreign keys on, migrations applied.
+//!
+//! It reads only the environment (`RUST_LOG`, `NOTIFY_SOCKET`, `JOURNAL_STREAM`, the AWS
+//! variables and profile files) and writes only the SQLite database it is asked to open.
+//! Configuration structs stay in `singularity-common`; callers map them to these options.
+
+mod notify;
+mod s3;
+mod shutdown;
+mod sqlite;
+mod telemetry;
+
+pub use notify::{NotifyError, notify_ready, notify_status, notify_stopping};
+pub use s3::{DEFAULT_REGION, S3ClientOptions, StaticCredentials, build_s3_client};
+pub use shutdown::{Shutdown, ShutdownSignal, SignalError, shutdown_signal};
+pub use sqlite::{BUSY_TIMEOUT, SqliteError, open_sqlite};
+pub use telemetry::{LogFormat, TracingError, init_tracing, log_startup};

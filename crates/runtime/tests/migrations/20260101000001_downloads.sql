@@ -1,0 +1,5 @@
+CREATE TABLE downloads (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL
+);
