@@ -7,6 +7,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::Region;
+use singularity_common::config::{S3BaseConfig, Secret};
 
 /// Region used when neither the options nor the AWS environment/profile name one.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -51,6 +52,42 @@ pub struct S3ClientOptions {
     pub connect_timeout: Option<Duration>,
 }
 
+impl StaticCredentials {
+    /// A key pair from configuration; `None` unless both halves are present, as the Java
+    /// daemons required.
+    pub fn from_pair(access_key: Option<&Secret>, secret_key: Option<&Secret>) -> Option<Self> {
+        Some(Self {
+            access_key: access_key?.expose().to_owned(),
+            secret_key: secret_key?.expose().to_owned(),
+        })
+    }
+}
+
+impl S3ClientOptions {
+    /// Options for reaching `bucket` with the s3base configuration: that bucket's
+    /// `s3BucketCredentials` entry, else the configured keys, else the AWS default chain;
+    /// endpoint, path-style addressing and region apply to every bucket.
+    pub fn from_config(config: &S3BaseConfig, bucket: &str) -> Self {
+        let credentials = match config.s3_bucket_credentials.get(bucket) {
+            Some(bucket_keys) => StaticCredentials::from_pair(
+                Some(&bucket_keys.access_key),
+                Some(&bucket_keys.secret_key),
+            ),
+            None => StaticCredentials::from_pair(
+                config.s3_access_key.as_ref(),
+                config.s3_secret_key.as_ref(),
+            ),
+        };
+        Self {
+            endpoint: config.s3_endpoint.clone(),
+            region: config.s3_region.clone(),
+            path_style: config.s3_path_style_access,
+            credentials,
+            ..Self::default()
+        }
+    }
+}
+
 /// Builds an S3 client. Never fails: with no credentials anywhere, the client still builds
 /// and each request reports the missing credentials, so a daemon starts and says why its
 /// uploads fail instead of refusing to run.
@@ -92,6 +129,53 @@ pub async fn build_s3_client(options: &S3ClientOptions) -> aws_sdk_s3::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn s3_config() -> S3BaseConfig {
+        let mut config = S3BaseConfig {
+            s3_access_key: Some(Secret::new("default-access")),
+            s3_secret_key: Some(Secret::new("default-secret")),
+            s3_endpoint: Some("http://127.0.0.1:9000".to_owned()),
+            s3_path_style_access: true,
+            s3_region: Some("eu-west-1".to_owned()),
+            ..S3BaseConfig::default()
+        };
+        config.s3_bucket_credentials.insert(
+            "special".to_owned(),
+            singularity_common::config::BucketCredentials {
+                access_key: Secret::new("special-access"),
+                secret_key: Secret::new("special-secret"),
+            },
+        );
+        config
+    }
+
+    #[test]
+    fn bucket_credentials_win_over_the_configured_keys() {
+        let options = S3ClientOptions::from_config(&s3_config(), "special");
+        let creds = options.credentials.expect("credentials");
+        assert_eq!(creds.access_key, "special-access");
+        assert_eq!(creds.secret_key, "special-secret");
+        assert_eq!(options.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(options.region.as_deref(), Some("eu-west-1"));
+        assert!(options.path_style);
+    }
+
+    #[test]
+    fn other_buckets_use_the_configured_keys() {
+        let creds = S3ClientOptions::from_config(&s3_config(), "logs")
+            .credentials
+            .expect("credentials");
+        assert_eq!(creds.access_key, "default-access");
+        assert_eq!(creds.secret_key, "default-secret");
+    }
+
+    #[test]
+    fn without_both_keys_the_default_chain_is_used() {
+        let mut config = s3_config();
+        config.s3_secret_key = None;
+        let options = S3ClientOptions::from_config(&config, "logs");
+        assert_eq!(options.credentials, None);
+    }
 
     #[test]
     fn secret_is_not_printed() {
