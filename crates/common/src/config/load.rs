@@ -173,10 +173,12 @@ pub(crate) fn load(
         origins,
     };
     inherit_common(&mut config, &inputs);
-    if config.s3downloader.is_some() {
-        if let (Some(s3), Some(input)) = (&config.s3, inputs.get(&ConfigClass::S3Base)) {
-            check_listener(s3, input, &mut report);
-        }
+    if let (Some(_), Some(s3), Some(input)) = (
+        &config.s3downloader,
+        &config.s3,
+        inputs.get(&ConfigClass::S3Base),
+    ) {
+        check_listener(s3, input, &mut report);
     }
 
     if report.problems.is_empty() {
@@ -465,12 +467,14 @@ fn deserialize_retry<T: DeserializeOwned + Default>(
         let mut inner = &segments[1..];
         let mut origin = &entry.origin;
         let mut written = &entry.written;
-        if let Some(Segment::Map { key }) = inner.first() {
-            if let Some(part) = entry.parts.iter().find(|part| &part.name == key) {
-                origin = &part.origin;
-                written = &part.written;
-                inner = &inner[1..];
-            }
+        let part = match inner.first() {
+            Some(Segment::Map { key }) => entry.parts.iter().find(|part| &part.name == key),
+            _ => None,
+        };
+        if let Some(part) = part {
+            origin = &part.origin;
+            written = &part.written;
+            inner = &inner[1..];
         }
         let reason = type_reason(
             spec,
