@@ -126,10 +126,8 @@ fn extract(
     // Creating and removing the staging directory touched the target's mtime. Unless an entry
     // was added directly to it (which would have changed it with tar too), put it back, so
     // that in particular a refused archive leaves no trace. Best effort: it is cosmetic.
-    if !touched_target {
-        if let (Some(mtime), Ok(dir)) = (target_mtime, File::open(target_dir)) {
-            let _ = dir.set_times(FileTimes::new().set_modified(mtime));
-        }
+    if !touched_target && let (Some(mtime), Ok(dir)) = (target_mtime, File::open(target_dir)) {
+        let _ = dir.set_times(FileTimes::new().set_modified(mtime));
     }
     let summary = result?;
     cleanup.map_err(|e| ArtifactError::io("remove staging directory in", target_dir, e))?;
@@ -660,10 +658,10 @@ impl Extraction<'_> {
         if let Ok(abs) = std::path::absolute(self.target) {
             roots.push(abs);
         }
-        if let Ok(canonical) = fs::canonicalize(self.target) {
-            if !roots.contains(&canonical) {
-                roots.push(canonical);
-            }
+        if let Ok(canonical) = fs::canonicalize(self.target)
+            && !roots.contains(&canonical)
+        {
+            roots.push(canonical);
         }
         roots
     }

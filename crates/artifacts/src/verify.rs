@@ -68,14 +68,14 @@ impl<W: Write> Md5Writer<W> {
         self.inner
             .flush()
             .map_err(|e| ArtifactError::io("flush", &self.path, e))?;
-        if let Some(expected) = expected_size {
-            if expected != self.bytes {
-                return Err(ArtifactError::SizeMismatch {
-                    path: self.path,
-                    expected,
-                    actual: self.bytes,
-                });
-            }
+        if let Some(expected) = expected_size
+            && expected != self.bytes
+        {
+            return Err(ArtifactError::SizeMismatch {
+                path: self.path,
+                expected,
+                actual: self.bytes,
+            });
         }
         let md5 = hex::encode(self.hasher.finalize());
         if let Some(expected) = expected_md5 {

@@ -81,10 +81,10 @@ fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
         Ok(child) => child,
         Err(err) => panic!("run {cmd:?}: {err}"),
     };
-    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        if let Err(err) = pipe.write_all(data) {
-            panic!("write stdin of {cmd:?}: {err}");
-        }
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take())
+        && let Err(err) = pipe.write_all(data)
+    {
+        panic!("write stdin of {cmd:?}: {err}");
     }
     match child.wait_with_output() {
         Ok(output) => output,

@@ -86,12 +86,12 @@ where
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
         let this = self.get_mut();
         let polled = this.inner.as_mut().poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(frame))), Some(counters)) = (&polled, &this.counters) {
-            if let Some(data) = frame.data_ref() {
-                counters
-                    .bytes_served
-                    .fetch_add(data.len() as u64, Ordering::SeqCst);
-            }
+        if let (Poll::Ready(Some(Ok(frame))), Some(counters)) = (&polled, &this.counters)
+            && let Some(data) = frame.data_ref()
+        {
+            counters
+                .bytes_served
+                .fetch_add(data.len() as u64, Ordering::SeqCst);
         }
         polled
     }
