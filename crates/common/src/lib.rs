@@ -13,3 +13,4 @@ pub mod keyfmt;
 pub mod naming;
 pub mod records;
 pub mod task_id;
+pub mod task_logs;
