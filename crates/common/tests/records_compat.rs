@@ -369,7 +369,7 @@ fn task_definition_resolves_relative_and_absolute_paths() {
     assert_eq!(t.logrotate_state_file_path(), dir.join("logrotate.status"));
     assert_eq!(t.signature_verify_out_path(), dir.join("executor.gpg.out"));
     // From the executor data's health check when the definition has no path of its own.
-    assert_eq!(t.healthcheck_result_file_path(), Some(dir.join("ok")));
+    assert_eq!(t.healthcheck_result_file_path(), Some(dir.join("app/ok")));
     assert_eq!(t.resolve(Path::new("/etc/x")), Path::new("/etc/x"));
 }
 

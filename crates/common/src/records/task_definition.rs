@@ -81,8 +81,9 @@ impl TaskDefinition {
         self.resolve(&self.signature_verify_out)
     }
 
-    /// The health check result file, resolved: the definition's own field, else the one in the
-    /// executor data's health check options.
+    /// The health check result file, resolved against the app directory (where the task's
+    /// command runs and writes it): the definition's own field, else the one in the executor
+    /// data's health check options.
     pub fn healthcheck_result_file_path(&self) -> Option<PathBuf> {
         self.healthcheck_result_file_path
             .as_deref()
@@ -95,7 +96,7 @@ impl TaskDefinition {
                     .as_deref()
                     .map(Path::new)
             })
-            .map(|p| self.resolve(p))
+            .map(|p| self.task_app_directory_path().join(p))
     }
 
     /// The executor pid, if the text is a positive number.
