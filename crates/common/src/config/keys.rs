@@ -646,7 +646,7 @@ static S3BASE_KEYS: &[KeySpec] = &[
         &["s3.chunk.size", "s3.downloader.chunk.size"],
         K::Integer,
         "104857600",
-        "ranged-download chunk size in bytes",
+        "ranged-download chunk size in bytes; the downloader uses `downloadPartSizeBytes` instead",
     ),
     KeySpec::new(
         "s3DownloadTimeoutMillis",
@@ -654,7 +654,7 @@ static S3BASE_KEYS: &[KeySpec] = &[
         &["s3.download.timeout.millis", "s3.downloader.timeout.millis"],
         K::Integer,
         "120000",
-        "time budget for all chunks of one object",
+        "time budget for all chunks (downloader: all parts) of one object",
     ),
     KeySpec::new(
         "s3ChunkDownloadTimeoutMillis",
@@ -662,7 +662,7 @@ static S3BASE_KEYS: &[KeySpec] = &[
         &["s3.chunk.download.timeout.millis"],
         K::Integer,
         "30000",
-        "time limit of one chunk attempt",
+        "time limit of one chunk (downloader: part) attempt",
     ),
     KeySpec::new(
         "s3ChunkRetries",
@@ -670,7 +670,7 @@ static S3BASE_KEYS: &[KeySpec] = &[
         &["s3.chunk.retries"],
         K::Integer,
         "3",
-        "retries per chunk",
+        "retries per chunk (downloader: per part, with backoff)",
     ),
     KeySpec::new(
         "localDownloadHttpPort",
@@ -1308,6 +1308,15 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         "log upload key pattern when the task data names none (Java ignored this key)",
     )
     .addition(),
+    KeySpec::new(
+        "sourceProfileScripts",
+        "source_profile_scripts",
+        &["executor.source.profile.scripts"],
+        K::Bool,
+        "false",
+        "source /etc/profile.d/*.sh and app/.profile.d/* before the task command (runner.sh always did)",
+    )
+    .addition(),
 ];
 
 static CLEANUP_KEYS: &[KeySpec] = &[
@@ -1565,7 +1574,7 @@ static UPLOADER_KEYS: &[KeySpec] = &[
         &["s3uploader.retry.wait.ms"],
         K::Integer,
         "1000",
-        "wait between upload attempts",
+        "wait before the second attempt of an S3 request; it doubles, with jitter, for each further one and for each failed pass of a file",
     ),
     KeySpec::new(
         "retryCount",
@@ -1573,7 +1582,7 @@ static UPLOADER_KEYS: &[KeySpec] = &[
         &["s3uploader.retry.count"],
         K::Integer,
         "2",
-        "upload attempts per file (in total)",
+        "attempts of one S3 request (in total) before the file waits for its next pass",
     ),
     KeySpec::new(
         "checkForOpenFiles",
@@ -1589,7 +1598,7 @@ static UPLOADER_KEYS: &[KeySpec] = &[
         &["s3uploader.check.open.files.via.fuser"],
         K::Bool,
         "false",
-        "use `fuser` instead of `lsof` for that check",
+        "accepted for compatibility: the check reads `/proc/*/fd` in-process, without `lsof` or `fuser`",
     ),
     KeySpec::new(
         "s3BucketCredentials",
@@ -1613,6 +1622,73 @@ static UPLOADER_KEYS: &[KeySpec] = &[
         "[]",
         "`[{filenameEndsWith, contentType, contentEncoding}]`: headers for matching files; the first match wins",
     ),
+    KeySpec::new(
+        "metricsHttpPort",
+        "metrics_http_port",
+        &["s3uploader.metrics.http.port"],
+        K::Integer,
+        "",
+        "port of the `/metrics` (Prometheus) and `/healthz` listener on 127.0.0.1; absent or 0: no listener",
+    )
+    .max(65_535)
+    .addition(),
+    KeySpec::new(
+        "ledgerPath",
+        "ledger_path",
+        &["s3uploader.ledger.path"],
+        K::Path,
+        "/var/lib/singularity/s3uploader.db",
+        "SQLite ledger of each file's upload state, so a restart resumes where the last run stopped",
+    )
+    .addition(),
+    KeySpec::new(
+        "shutdownGraceMillis",
+        "shutdown_grace_millis",
+        &["s3uploader.shutdown.grace.millis"],
+        K::Integer,
+        "20000",
+        "after SIGTERM, time in-flight uploads get to finish; keep it below the unit's `TimeoutStopSec`",
+    )
+    .addition(),
+    KeySpec::new(
+        "s3RequestTimeoutMillis",
+        "s3_request_timeout_millis",
+        &["s3uploader.s3.request.timeout.millis"],
+        K::Integer,
+        "60000",
+        "deadline of one S3 request; a request carrying data gets one more second per MiB",
+    )
+    .min(1)
+    .addition(),
+    KeySpec::new(
+        "retryMaxWaitMillis",
+        "retry_max_wait_millis",
+        &["s3uploader.retry.max.wait.millis"],
+        K::Integer,
+        "300000",
+        "longest wait before a failed file is tried again (the wait doubles from `retryWaitMs`)",
+    )
+    .addition(),
+    KeySpec::new(
+        "debounceMillis",
+        "debounce_millis",
+        &["s3uploader.debounce.millis"],
+        K::Integer,
+        "200",
+        "quiet time after a file system event before the scan it wakes",
+    )
+    .addition(),
+    KeySpec::new(
+        "uploadPartConcurrency",
+        "upload_part_concurrency",
+        &["s3uploader.upload.part.concurrency"],
+        K::Integer,
+        "4",
+        "parts of one multipart upload sent at once",
+    )
+    .min(1)
+    .max(64)
+    .addition(),
 ];
 
 static DOWNLOADER_KEYS: &[KeySpec] = &[
@@ -1672,6 +1748,66 @@ static DOWNLOADER_KEYS: &[KeySpec] = &[
         K::Integer,
         "10737418240",
         "size limit of the artifact cache; least recently used artifacts are evicted",
+    )
+    .addition(),
+    KeySpec::new(
+        "downloadPartSizeBytes",
+        "download_part_size_bytes",
+        &["s3downloader.download.part.size.bytes"],
+        K::Integer,
+        "4194304",
+        "size of one ranged GET; replaces `s3ChunkSize` for the downloader's transfers",
+    )
+    .min(65_536)
+    .addition(),
+    KeySpec::new(
+        "downloadPartConcurrency",
+        "download_part_concurrency",
+        &["s3downloader.download.part.concurrency"],
+        K::Integer,
+        "6",
+        "ranged GETs of one download in flight at once",
+    )
+    .min(1)
+    .max(256)
+    .addition(),
+    KeySpec::new(
+        "defaultRequestTimeoutMillis",
+        "default_request_timeout_millis",
+        &["s3downloader.default.request.timeout.millis"],
+        K::Integer,
+        "30000",
+        "how long a request without `timeoutMillis` is held before `Hit client timeout` (Java: Jetty's 30 s)",
+    )
+    .min(1)
+    .addition(),
+    KeySpec::new(
+        "maxExtractedBytes",
+        "max_extracted_bytes",
+        &["s3downloader.max.extracted.bytes"],
+        K::Integer,
+        "34359738368",
+        "a tarball extracting to more bytes than this is refused and nothing of it is left",
+    )
+    .min(1)
+    .addition(),
+    KeySpec::new(
+        "maxExtractedEntries",
+        "max_extracted_entries",
+        &["s3downloader.max.extracted.entries"],
+        K::Integer,
+        "1000000",
+        "a tarball with more entries than this is refused and nothing of it is left",
+    )
+    .min(1)
+    .addition(),
+    KeySpec::new(
+        "shutdownGraceMillis",
+        "shutdown_grace_millis",
+        &["s3downloader.shutdown.grace.millis"],
+        K::Integer,
+        "20000",
+        "after SIGTERM, time in-flight requests get to finish; keep it below the unit's `TimeoutStopSec`",
     )
     .addition(),
 ];

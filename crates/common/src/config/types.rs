@@ -611,6 +611,8 @@ pub struct ExecutorConfig {
     pub s3_uploader_bucket: Option<String>,
     /// Upload key pattern when the task data names none.
     pub s3_uploader_key_pattern: Option<String>,
+    /// Source `/etc/profile.d/*.sh` and `app/.profile.d/*` before the task command.
+    pub source_profile_scripts: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -689,6 +691,7 @@ impl Default for ExecutorConfig {
             verify_assigned_ports: false,
             s3_uploader_bucket: None,
             s3_uploader_key_pattern: None,
+            source_profile_scripts: false,
         }
     }
 }
@@ -822,6 +825,20 @@ pub struct S3UploaderConfig {
     pub s3_bucket_credentials: BTreeMap<String, BucketCredentials>,
     /// Content headers by file name suffix.
     pub s3_content_headers: Vec<S3ContentHeaders>,
+    /// Port of the `/metrics` and `/healthz` listener on 127.0.0.1; absent or 0: none.
+    pub metrics_http_port: Option<u16>,
+    /// SQLite ledger of every file's upload state.
+    pub ledger_path: PathBuf,
+    /// Time in-flight uploads get to finish after SIGTERM.
+    pub shutdown_grace_millis: u64,
+    /// Deadline of one S3 request without a body; requests with a body get more per MiB.
+    pub s3_request_timeout_millis: u64,
+    /// Longest wait before a failed file is tried again.
+    pub retry_max_wait_millis: u64,
+    /// Quiet time after a file system event before the scan it wakes.
+    pub debounce_millis: u64,
+    /// Parts of one multipart upload in flight at once.
+    pub upload_part_concurrency: u32,
 }
 
 impl Default for S3UploaderConfig {
@@ -843,6 +860,13 @@ impl Default for S3UploaderConfig {
             check_open_files_via_fuser: false,
             s3_bucket_credentials: BTreeMap::new(),
             s3_content_headers: Vec::new(),
+            metrics_http_port: None,
+            ledger_path: PathBuf::from("/var/lib/singularity/s3uploader.db"),
+            shutdown_grace_millis: 20_000,
+            s3_request_timeout_millis: 60_000,
+            retry_max_wait_millis: 300_000,
+            debounce_millis: 200,
+            upload_part_concurrency: 4,
         }
     }
 }
@@ -868,6 +892,18 @@ pub struct S3DownloaderConfig {
     pub allowed_target_directories: Vec<PathBuf>,
     /// Artifact cache size limit in bytes.
     pub artifact_cache_max_bytes: u64,
+    /// Size of one ranged GET of a download (supersedes `s3ChunkSize` for downloads).
+    pub download_part_size_bytes: u64,
+    /// Ranged GETs of one download in flight at once.
+    pub download_part_concurrency: u32,
+    /// How long a request is held when it names no `timeoutMillis`.
+    pub default_request_timeout_millis: u64,
+    /// Cap on the bytes one tarball may extract to.
+    pub max_extracted_bytes: u64,
+    /// Cap on the entries of one tarball.
+    pub max_extracted_entries: u64,
+    /// Time in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace_millis: u64,
 }
 
 impl Default for S3DownloaderConfig {
@@ -884,6 +920,12 @@ impl Default for S3DownloaderConfig {
                 PathBuf::from("/tmp/mesos"),
             ],
             artifact_cache_max_bytes: 10_737_418_240,
+            download_part_size_bytes: 4_194_304,
+            download_part_concurrency: 6,
+            default_request_timeout_millis: 30_000,
+            max_extracted_bytes: 34_359_738_368,
+            max_extracted_entries: 1_000_000,
+            shutdown_grace_millis: 20_000,
         }
     }
 }

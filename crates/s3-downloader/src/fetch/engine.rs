@@ -1,0 +1,783 @@
+//! The transfer itself: ranged GETs in parallel, each written in place at its offset, hashed
+//! in order as the bytes arrive.
+//!
+//! The object is cut into parts of `part_size` bytes. Parts run as separate tasks; each
+//! streams its range into the file with positional writes (no chunk files to join). md5 needs
+//! the bytes in order, so every part also hands its bytes to one hasher thread, which hashes
+//! the lowest unfinished part directly and keeps the bytes of later parts until their turn.
+//! A part may start only within `part_concurrency` of the lowest unhashed part, and only
+//! with a permit from a budget of `part_concurrency` parts shared by all transfers, kept
+//! until the part is hashed. That bounds both the connections in use and the memory held
+//! for hashing (about `part_concurrency × part_size`, however many transfers run).
+//!
+//! Written pages are handed to the kernel for writeback as they land, so the fsync that
+//! makes a finished download durable does not have to write the whole file.
+//!
+//! A part attempt has a deadline for its network reads (`part_timeout`); a failed attempt is
+//! retried after a backoff and resumes where the last one stopped, so bytes already written
+//! and hashed are never fetched twice. Every response is checked: the range served must be
+//! the range asked for, the object's total size must stay what it was, and so must its ETag.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::fs::File;
+use std::future::Future;
+use std::num::NonZeroU64;
+use std::os::unix::fs::FileExt as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use md5::{Digest as _, Md5};
+use rustix::fs::Advice;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout_at};
+
+use super::retry::RetryPolicy;
+
+/// Bytes gathered from a response before they are written with one blocking call.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// A response to a ranged GET (or to the probe that asks for the first part of an object of
+/// unknown size).
+pub(crate) struct RangeResponse<B> {
+    /// First byte served.
+    pub start: u64,
+    /// Number of bytes the body carries.
+    pub len: u64,
+    /// The object's size.
+    pub total: u64,
+    /// Whether the server answered with a range (206); `false` means the whole object.
+    pub partial: bool,
+    /// The object's ETag, when the server sent one.
+    pub etag: Option<String>,
+    /// The bytes.
+    pub body: B,
+}
+
+/// What a HEAD tells about the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ObjectInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag, when sent.
+    pub etag: Option<String>,
+}
+
+/// Where parts come from: S3 in production, fakes in the unit tests.
+pub(crate) trait PartSource: Send + Sync + 'static {
+    /// The body of a response.
+    type Body: PartBody;
+
+    /// GET of bytes `start..end` (`end` exclusive, `end > start`).
+    fn get(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<RangeResponse<Self::Body>, SourceError>> + Send;
+
+    /// HEAD of the object.
+    fn head(&self) -> impl Future<Output = Result<ObjectInfo, SourceError>> + Send;
+}
+
+/// A response body, read chunk by chunk.
+pub(crate) trait PartBody: Send + 'static {
+    /// The next chunk, `None` at the end.
+    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>, SourceError>> + Send;
+}
+
+/// How a request to the source failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SourceErrorKind {
+    /// No such object (or bucket).
+    NotFound,
+    /// The range lies beyond the object's end (416).
+    InvalidRange,
+    /// Worth another try: a 5xx, throttling, a dropped connection, a short body.
+    Transient,
+    /// Not worth another try: access denied, a malformed answer.
+    Permanent,
+}
+
+/// A failed request to the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SourceError {
+    pub kind: SourceErrorKind,
+    pub detail: String,
+}
+
+impl SourceError {
+    pub fn new(kind: SourceErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+/// How a transfer failed.
+#[derive(Debug)]
+pub(crate) enum EngineError {
+    /// The object does not exist.
+    NotFound,
+    /// The object's size is not the expected one.
+    SizeMismatch { expected: u64, actual: u64 },
+    /// The object changed between two requests of this transfer.
+    Changed(String),
+    /// Every attempt of a request ran out of time.
+    Timeout {
+        what: String,
+        attempts: u32,
+        per_attempt: Duration,
+    },
+    /// A request failed for good (after its retries, if it was worth retrying).
+    Source {
+        what: String,
+        attempts: u32,
+        error: SourceError,
+    },
+    /// Writing the file failed.
+    Write(std::io::Error),
+    /// A task of the transfer died (a panic).
+    Internal(String),
+}
+
+/// The transfer's knobs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineConfig {
+    pub part_size: u64,
+    pub part_concurrency: usize,
+    pub part_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// A finished transfer: the file holds `size` bytes whose md5 is `md5`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Transfer {
+    pub size: u64,
+    pub md5: String,
+}
+
+/// Downloads the object from `source` into `file` (empty, opened for writing), checking its
+/// size against `expected_size` when given, and returns its size and md5. `bytes_read`
+/// counts every body byte received, also for transfers that fail.
+pub(crate) async fn download<S: PartSource>(
+    source: Arc<S>,
+    file: Arc<File>,
+    expected_size: Option<u64>,
+    config: EngineConfig,
+    budget: Arc<Semaphore>,
+    bytes_read: Arc<AtomicU64>,
+) -> Result<Transfer, EngineError> {
+    let part_size = config.part_size.max(1);
+    let ctx = Arc::new(Ctx {
+        source,
+        file,
+        config,
+        bytes_read,
+        etag: Mutex::new(None),
+        expected_size,
+    });
+    let mut first_permit = None;
+    let (total, first) = match expected_size {
+        // Nothing to read, but the object must exist and be empty.
+        Some(0) => (ctx.size_from_head().await?, None),
+        Some(size) => (size, None),
+        None => {
+            // The probe's body becomes part 0, so it holds part 0's share of the budget.
+            first_permit = Some(acquire(&budget).await?);
+            ctx.probe(part_size).await?
+        }
+    };
+    if let Some(expected) = expected_size
+        && total != expected
+    {
+        return Err(EngineError::SizeMismatch {
+            expected,
+            actual: total,
+        });
+    }
+    // A server that ignored the range sent the whole object in the probe: one part.
+    let part_size = match &first {
+        Some(response) if !response.partial => total.max(1),
+        _ => part_size,
+    };
+    if total == 0 {
+        return Ok(Transfer {
+            size: 0,
+            md5: hex::encode(Md5::digest([])),
+        });
+    }
+    let parts = usize::try_from(total.div_ceil(part_size))
+        .map_err(|_| EngineError::Internal(format!("{total} bytes is too many parts")))?;
+    let first = first.map(|response| (response, first_permit));
+    let md5 = run_parts(&ctx, &budget, total, part_size, parts, first).await?;
+    Ok(Transfer { size: total, md5 })
+}
+
+struct Ctx<S: PartSource> {
+    source: Arc<S>,
+    file: Arc<File>,
+    config: EngineConfig,
+    bytes_read: Arc<AtomicU64>,
+    /// The first ETag seen; every later response must carry the same.
+    etag: Mutex<Option<String>>,
+    expected_size: Option<u64>,
+}
+
+/// How one attempt of a request failed.
+enum AttemptError {
+    TimedOut,
+    Source(SourceError),
+    /// Not to be retried, whatever happens.
+    Fatal(EngineError),
+}
+
+impl From<SourceError> for AttemptError {
+    fn from(error: SourceError) -> Self {
+        Self::Source(error)
+    }
+}
+
+impl<S: PartSource> Ctx<S> {
+    /// Runs `attempt`, retrying timeouts and transient errors. Each attempt is given its
+    /// deadline and enforces it on its network calls itself: it is never dropped half-way,
+    /// so a write it has started always finishes before it returns.
+    async fn with_retries<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, EngineError>
+    where
+        F: FnMut(Instant) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError>>,
+    {
+        let mut retry = 0;
+        loop {
+            let deadline = Instant::now() + self.config.part_timeout;
+            let error = match attempt(deadline).await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let retryable = match &error {
+                AttemptError::TimedOut => true,
+                AttemptError::Source(e) => e.kind == SourceErrorKind::Transient,
+                AttemptError::Fatal(_) => false,
+            };
+            if !retryable || retry >= self.config.retry.retries {
+                return Err(self.final_error(what, retry + 1, error));
+            }
+            let delay = self.config.retry.delay(retry);
+            tracing::debug!(what, retry, ?delay, error = %describe(&error), "retrying");
+            tokio::time::sleep(delay).await;
+            retry += 1;
+        }
+    }
+
+    fn final_error(&self, what: &str, attempts: u32, error: AttemptError) -> EngineError {
+        match error {
+            AttemptError::TimedOut => EngineError::Timeout {
+                what: what.to_owned(),
+                attempts,
+                per_attempt: self.config.part_timeout,
+            },
+            AttemptError::Source(e) if e.kind == SourceErrorKind::NotFound => EngineError::NotFound,
+            AttemptError::Source(error) => EngineError::Source {
+                what: what.to_owned(),
+                attempts,
+                error,
+            },
+            AttemptError::Fatal(e) => e,
+        }
+    }
+
+    async fn size_from_head(&self) -> Result<u64, EngineError> {
+        let info = self
+            .with_retries("HEAD", |deadline| async move {
+                match timeout_at(deadline, self.source.head()).await {
+                    Ok(result) => result.map_err(AttemptError::from),
+                    Err(_) => Err(AttemptError::TimedOut),
+                }
+            })
+            .await?;
+        self.check_etag(info.etag.as_deref())
+            .map_err(EngineError::Changed)?;
+        Ok(info.size)
+    }
+
+    /// Learns the size of an object from a GET of its first part (saving a HEAD), and keeps
+    /// that response for part 0. An empty object has no first byte to ask for: the server
+    /// answers 416, and a HEAD gives the size.
+    async fn probe(
+        &self,
+        part_size: u64,
+    ) -> Result<(u64, Option<RangeResponse<S::Body>>), EngineError> {
+        let probed = self
+            .with_retries("GET of the first part", |deadline| async move {
+                match timeout_at(deadline, self.source.get(0, part_size)).await {
+                    Ok(Ok(response)) => Ok(Some(response)),
+                    Ok(Err(e)) if e.kind == SourceErrorKind::InvalidRange => Ok(None),
+                    Ok(Err(e)) => Err(AttemptError::Source(e)),
+                    Err(_) => Err(AttemptError::TimedOut),
+                }
+            })
+            .await?;
+        let Some(response) = probed else {
+            return Ok((self.size_from_head().await?, None));
+        };
+        let expected_len = if response.partial {
+            part_size.min(response.total)
+        } else {
+            response.total
+        };
+        if response.start != 0 || response.len != expected_len {
+            return Err(EngineError::Source {
+                what: "GET of the first part".to_owned(),
+                attempts: 1,
+                error: SourceError::new(
+                    SourceErrorKind::Permanent,
+                    format!(
+                        "asked for bytes 0-{} and got {} bytes from {} of {}",
+                        part_size - 1,
+                        response.len,
+                        response.start,
+                        response.total
+                    ),
+                ),
+            });
+        }
+        self.check_etag(response.etag.as_deref())
+            .map_err(EngineError::Changed)?;
+        Ok((response.total, Some(response)))
+    }
+
+    /// A part past the object's end (416) means the object is smaller than the size this
+    /// transfer works with; a HEAD tells by how much.
+    async fn explain_invalid_range(
+        &self,
+        total: u64,
+        what: &str,
+        error: SourceError,
+    ) -> EngineError {
+        match self.size_from_head().await {
+            Ok(actual) if actual != total => match self.expected_size {
+                Some(expected) => EngineError::SizeMismatch { expected, actual },
+                None => EngineError::Changed(format!("size {total} became {actual}")),
+            },
+            Ok(_) => EngineError::Source {
+                what: what.to_owned(),
+                attempts: 1,
+                error,
+            },
+            Err(head_error) => head_error,
+        }
+    }
+
+    /// Records the first ETag seen, and fails if a later one differs.
+    fn check_etag(&self, etag: Option<&str>) -> Result<(), String> {
+        let Some(etag) = etag else { return Ok(()) };
+        let mut seen = self
+            .etag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match seen.as_deref() {
+            None => {
+                *seen = Some(etag.to_owned());
+                Ok(())
+            }
+            Some(first) if first == etag => Ok(()),
+            Some(first) => Err(format!("ETag {first} became {etag}")),
+        }
+    }
+
+    /// Checks that a response serves exactly `start..end` of an object of the size this
+    /// transfer is working with.
+    fn check_response(
+        &self,
+        response: &RangeResponse<S::Body>,
+        start: u64,
+        end: u64,
+        total: u64,
+    ) -> Result<(), AttemptError> {
+        if response.total != total {
+            return Err(AttemptError::Fatal(match self.expected_size {
+                Some(expected) => EngineError::SizeMismatch {
+                    expected,
+                    actual: response.total,
+                },
+                None => EngineError::Changed(format!("size {total} became {}", response.total)),
+            }));
+        }
+        let whole = start == 0 && end == total;
+        if response.start != start || response.len != end - start || !(response.partial || whole) {
+            return Err(AttemptError::Source(SourceError::new(
+                SourceErrorKind::Permanent,
+                format!(
+                    "asked for bytes {start}-{} and got {} bytes from {}{}",
+                    end - 1,
+                    response.len,
+                    response.start,
+                    if response.partial {
+                        ""
+                    } else {
+                        " (the whole object)"
+                    }
+                ),
+            )));
+        }
+        self.check_etag(response.etag.as_deref())
+            .map_err(|detail| AttemptError::Fatal(EngineError::Changed(detail)))
+    }
+}
+
+fn describe(error: &AttemptError) -> String {
+    match error {
+        AttemptError::TimedOut => "timed out".to_owned(),
+        AttemptError::Source(e) => e.detail.clone(),
+        AttemptError::Fatal(e) => format!("{e:?}"),
+    }
+}
+
+/// A message to the hasher.
+enum Hash {
+    /// The next bytes of a part, in order within the part.
+    Data(usize, Bytes),
+    /// The part is complete.
+    Done(usize),
+}
+
+/// Runs the parts through the window and returns the md5 of the whole object.
+async fn acquire(budget: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, EngineError> {
+    Arc::clone(budget)
+        .acquire_owned()
+        .await
+        .map_err(|_| EngineError::Internal("the part budget is closed".to_owned()))
+}
+
+/// What the window loop waits for.
+enum Event {
+    Permit(Result<OwnedSemaphorePermit, EngineError>),
+    Joined(Option<Result<Result<(), EngineError>, tokio::task::JoinError>>),
+    Progress(bool),
+}
+
+/// Runs the parts through the window and returns the md5 of the whole object. A part may
+/// start once it is within `part_concurrency` of the first part not yet hashed and it holds
+/// one permit of `budget`, which it keeps until it is hashed; the budget is shared by all
+/// downloads, so together they never hold more than its size in parts. Every holder of
+/// permits holds one for its lowest unhashed part (permits are taken in part order), so
+/// some download can always progress.
+async fn run_parts<S: PartSource>(
+    ctx: &Arc<Ctx<S>>,
+    budget: &Arc<Semaphore>,
+    total: u64,
+    part_size: u64,
+    parts: usize,
+    mut first: Option<(RangeResponse<S::Body>, Option<OwnedSemaphorePermit>)>,
+) -> Result<String, EngineError> {
+    let (hash_tx, hash_rx) = std::sync::mpsc::channel::<Hash>();
+    let (progress_tx, mut progress) = watch::channel(0usize);
+    let hasher = tokio::task::spawn_blocking(move || hash_in_order(hash_rx, parts, progress_tx));
+    let window = ctx.config.part_concurrency.max(1);
+    let mut running = JoinSet::new();
+    let mut held: VecDeque<(usize, OwnedSemaphorePermit)> = VecDeque::new();
+    // Kept across iterations so the place in the budget's queue is not lost.
+    let mut acquiring: Option<Pin<Box<dyn Future<Output = _> + Send>>> = None;
+    let mut next = 0usize;
+    let spawn = |running: &mut JoinSet<_>, part: usize, response| {
+        let start = part as u64 * part_size;
+        let end = (start + part_size).min(total);
+        running.spawn(run_part(
+            Arc::clone(ctx),
+            hash_tx.clone(),
+            part,
+            start,
+            end,
+            total,
+            response,
+        ));
+    };
+    if let Some((response, permit)) = first.take() {
+        spawn(&mut running, 0, Some(response));
+        if let Some(permit) = permit {
+            held.push_back((0, permit));
+        }
+        next = 1;
+    }
+    loop {
+        let hashed = *progress.borrow_and_update();
+        while held.front().is_some_and(|(part, _)| *part < hashed) {
+            held.pop_front();
+        }
+        if hashed >= parts {
+            break;
+        }
+        if acquiring.is_none() && next < parts && next < hashed + window {
+            acquiring = Some(Box::pin(acquire(budget)));
+        }
+        let permit = async {
+            match acquiring.as_mut() {
+                Some(acquire) => acquire.await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            permit = permit => Event::Permit(permit),
+            joined = running.join_next(), if !running.is_empty() => Event::Joined(joined),
+            changed = progress.changed() => Event::Progress(changed.is_ok()),
+        };
+        match event {
+            Event::Permit(permit) => {
+                acquiring = None;
+                held.push_back((next, permit?));
+                spawn(&mut running, next, None);
+                next += 1;
+            }
+            Event::Joined(None | Some(Ok(Ok(())))) => {}
+            Event::Joined(Some(Ok(Err(error)))) => return Err(error),
+            Event::Joined(Some(Err(error))) => {
+                return Err(EngineError::Internal(format!("part task: {error}")));
+            }
+            // The hasher has stopped: finished, or died (told apart below).
+            Event::Progress(false) => break,
+            Event::Progress(true) => {}
+        }
+    }
+    drop(held);
+    drop(hash_tx);
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(error),
+            Err(error) => return Err(EngineError::Internal(format!("part task: {error}"))),
+        }
+    }
+    match hasher.await {
+        Ok(Some(md5)) => Ok(md5),
+        Ok(None) => Err(EngineError::Internal(
+            "the hasher stopped before the last part".to_owned(),
+        )),
+        Err(error) => Err(EngineError::Internal(format!("hasher: {error}"))),
+    }
+}
+
+/// Hashes the parts' bytes in part order. Returns `None` if the senders go away first (the
+/// transfer was abandoned).
+fn hash_in_order(
+    messages: std::sync::mpsc::Receiver<Hash>,
+    parts: usize,
+    progress: watch::Sender<usize>,
+) -> Option<String> {
+    let mut md5 = Md5::new();
+    let mut current = 0usize;
+    // Later parts: bytes received so far, and whether the part is complete.
+    let mut waiting: HashMap<usize, (Vec<Bytes>, bool)> = HashMap::new();
+    while current < parts {
+        match messages.recv().ok()? {
+            Hash::Data(part, bytes) if part == current => md5.update(&bytes),
+            Hash::Data(part, bytes) => waiting.entry(part).or_default().0.push(bytes),
+            Hash::Done(part) if part == current => {
+                current += 1;
+                while let Some((chunks, complete)) = waiting.remove(&current) {
+                    for chunk in chunks {
+                        md5.update(&chunk);
+                    }
+                    if !complete {
+                        break;
+                    }
+                    current += 1;
+                }
+                progress.send_replace(current);
+            }
+            Hash::Done(part) => waiting.entry(part).or_default().1 = true,
+        }
+    }
+    Some(hex::encode(md5.finalize()))
+}
+
+/// Fetches `start..end` of the object into the file, retrying and resuming as needed, and
+/// hands the bytes to the hasher.
+async fn run_part<S: PartSource>(
+    ctx: Arc<Ctx<S>>,
+    hasher: std::sync::mpsc::Sender<Hash>,
+    part: usize,
+    start: u64,
+    end: u64,
+    total: u64,
+    first: Option<RangeResponse<S::Body>>,
+) -> Result<(), EngineError> {
+    let what = format!("GET of bytes {start}-{}", end - 1);
+    // Bytes of this part written and hashed so far, kept across attempts.
+    let done = AtomicU64::new(0);
+    let first = Mutex::new(first);
+    let result = ctx
+        .with_retries(&what, |deadline| {
+            let resume_at = start + done.load(Ordering::SeqCst);
+            let response = first
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            let (ctx, hasher, done) = (&ctx, &hasher, &done);
+            async move {
+                let response = match response {
+                    Some(response) => response,
+                    None => match timeout_at(deadline, ctx.source.get(resume_at, end)).await {
+                        Ok(result) => result?,
+                        Err(_) => return Err(AttemptError::TimedOut),
+                    },
+                };
+                ctx.check_response(&response, resume_at, end, total)?;
+                stream_body(
+                    ctx,
+                    hasher,
+                    part,
+                    response.body,
+                    resume_at,
+                    end,
+                    done,
+                    deadline,
+                )
+                .await
+            }
+        })
+        .await;
+    let result = match result {
+        Err(EngineError::Source { error, .. }) if error.kind == SourceErrorKind::InvalidRange => {
+            Err(ctx.explain_invalid_range(total, &what, error).await)
+        }
+        other => other,
+    };
+    result?;
+    hasher
+        .send(Hash::Done(part))
+        .map_err(|_| EngineError::Internal("the hasher stopped early".to_owned()))
+}
+
+/// Streams one response body into the file at `offset` onwards and to the hasher. Network
+/// reads respect `deadline`; writes do not (they are not the server's fault, and a write
+/// started must finish before the bytes count as done).
+#[allow(clippy::too_many_arguments)]
+async fn stream_body<S: PartSource>(
+    ctx: &Ctx<S>,
+    hasher: &std::sync::mpsc::Sender<Hash>,
+    part: usize,
+    mut body: S::Body,
+    offset: u64,
+    end: u64,
+    done: &AtomicU64,
+    deadline: Instant,
+) -> Result<(), AttemptError> {
+    let expected = end - offset;
+    let mut received = 0u64;
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_len = 0usize;
+    let mut batch_at = offset;
+    loop {
+        let error = match timeout_at(deadline, body.next_chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                if chunk.is_empty() {
+                    continue;
+                }
+                ctx.bytes_read
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                received += chunk.len() as u64;
+                if received > expected {
+                    return Err(AttemptError::Source(SourceError::new(
+                        SourceErrorKind::Permanent,
+                        format!(
+                            "the body of bytes {offset}-{} is longer than asked for",
+                            end - 1
+                        ),
+                    )));
+                }
+                batch_len += chunk.len();
+                batch.push(chunk);
+                if batch_len >= WRITE_BATCH {
+                    let len = batch_len as u64;
+                    deliver(
+                        ctx,
+                        hasher,
+                        part,
+                        batch_at,
+                        std::mem::take(&mut batch),
+                        done,
+                    )
+                    .await?;
+                    batch_at += len;
+                    batch_len = 0;
+                }
+                continue;
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(error)) => AttemptError::Source(error),
+            Err(_) => AttemptError::TimedOut,
+        };
+        // Whatever arrived is kept: the next attempt resumes after it.
+        deliver(ctx, hasher, part, batch_at, batch, done).await?;
+        return Err(error);
+    }
+    deliver(ctx, hasher, part, batch_at, batch, done).await?;
+    if received < expected {
+        return Err(AttemptError::Source(SourceError::new(
+            SourceErrorKind::Transient,
+            format!(
+                "the body of bytes {offset}-{} ended after {received} of {expected} bytes",
+                end - 1
+            ),
+        )));
+    }
+    Ok(())
+}
+
+/// Hands a batch to the hasher and writes it at `at`.
+async fn deliver<S: PartSource>(
+    ctx: &Ctx<S>,
+    hasher: &std::sync::mpsc::Sender<Hash>,
+    part: usize,
+    at: u64,
+    batch: Vec<Bytes>,
+    done: &AtomicU64,
+) -> Result<(), AttemptError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut len = 0u64;
+    for chunk in &batch {
+        len += chunk.len() as u64;
+        hasher.send(Hash::Data(part, chunk.clone())).map_err(|_| {
+            AttemptError::Fatal(EngineError::Internal("the hasher stopped early".to_owned()))
+        })?;
+    }
+    // Counted before the write completes: the bytes are hashed already, and the write below
+    // either lands or fails the whole transfer.
+    done.fetch_add(len, Ordering::SeqCst);
+    let file = Arc::clone(&ctx.file);
+    let written = tokio::task::spawn_blocking(move || {
+        let mut offset = at;
+        for chunk in &batch {
+            file.write_all_at(chunk, offset)?;
+            offset += chunk.len() as u64;
+        }
+        // Starts writing these pages to disk now (on dirty pages, DONTNEED only queues
+        // writeback), so the fsync before the rename has little left to wait for. Advice
+        // only: a failure changes nothing but the timing.
+        let _ = rustix::fs::fadvise(&*file, at, NonZeroU64::new(len), Advice::DontNeed);
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(AttemptError::Fatal(EngineError::Write(error))),
+        Err(error) => Err(AttemptError::Fatal(EngineError::Internal(format!(
+            "write task: {error}"
+        )))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! `singularity-s3-downloader`: parses arguments, sets up logging, loads and checks the
+//! configuration, builds the S3 clients and the cache, and runs the service until SIGTERM or
+//! SIGINT. Exit codes: 0 after a clean stop, 1 on a runtime failure, 78 for an invalid
+//! configuration.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use singularity_common::config::{self, ConfigArgs, ConfigClass};
+use singularity_common::exit;
+use singularity_runtime::{LogFormat, Shutdown, init_tracing, log_startup};
+use singularity_s3_downloader::cache::ArtifactCache;
+use singularity_s3_downloader::fetch::ConfiguredS3Clients;
+use singularity_s3_downloader::{Config, Deps, SERVICE, run};
+
+/// Local service placing S3 artifacts into task sandboxes through a shared, bounded cache.
+#[derive(Debug, Parser)]
+#[command(name = SERVICE, version)]
+struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = Format::Text, env = "SINGULARITY_LOG_FORMAT")]
+    log_format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let sources = args.config.sources();
+    if args.config.check_config {
+        return ExitCode::from(config::check_config(
+            &sources,
+            ConfigClass::FOR_S3_DOWNLOADER,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        ));
+    }
+
+    let format = match args.log_format {
+        Format::Text => LogFormat::Text,
+        Format::Json => LogFormat::Json,
+    };
+    if let Err(error) = init_tracing(SERVICE, format, "info") {
+        let _ = writeln!(std::io::stderr(), "{SERVICE}: {error}");
+        return ExitCode::from(exit::FAILURE);
+    }
+
+    let loaded = match config::load(&sources, ConfigClass::FOR_S3_DOWNLOADER) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            let _ = writeln!(std::io::stderr(), "{errors}");
+            tracing::error!("the configuration is invalid");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    log_startup(SERVICE, env!("CARGO_PKG_VERSION"), &loaded.files_read);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let config = match Config::from_loaded(&loaded) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "the configuration is invalid");
+            return ExitCode::from(error.exit_code());
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match serve(config).await {
+            Ok(()) => exit::OK,
+            Err(error) => {
+                tracing::error!("{error:#}");
+                error
+                    .downcast_ref::<singularity_s3_downloader::error::ServeError>()
+                    .map_or(exit::FAILURE, |error| error.exit_code())
+            }
+        }
+    });
+    // Abandoned requests past the grace period must not hold the process up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::from(code)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = Shutdown::on_signals().context("install signal handlers")?;
+    let clients = ConfiguredS3Clients::new(&config.s3).await;
+    let cache = ArtifactCache::open(&config.cache_directory, config.cache_max_bytes)
+        .await
+        .with_context(|| {
+            format!(
+                "open the artifact cache in {}",
+                config.cache_directory.display()
+            )
+        })?;
+    let deps = Deps {
+        clients: Arc::new(clients),
+        cache,
+    };
+    run(config, deps, shutdown).await?;
+    Ok(())
+}

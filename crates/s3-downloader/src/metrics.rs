@@ -1,0 +1,252 @@
+//! Metrics of the downloader, served as Prometheus / OpenMetrics text on `GET /metrics` of the
+//! same listeners as the download endpoint.
+//!
+//! The names are the constants below, exactly as they appear in the exposition. Gauges that
+//! describe state held elsewhere (cache size, active downloads) are read at scrape time.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Requests answered, by status code (label `code`), every path included.
+pub const REQUESTS_TOTAL: &str = "s3_downloader_requests_total";
+/// Time from receiving a download request to answering it, in seconds.
+pub const REQUEST_DURATION_SECONDS: &str = "s3_downloader_request_duration_seconds";
+/// Bytes read from S3.
+pub const S3_BYTES_TOTAL: &str = "s3_downloader_s3_bytes_total";
+/// Download requests served from the cache without reading S3.
+pub const CACHE_HITS_TOTAL: &str = "s3_downloader_cache_hits_total";
+/// Download requests that needed a download (their own, or one they joined).
+pub const CACHE_MISSES_TOTAL: &str = "s3_downloader_cache_misses_total";
+/// Bytes held by the artifact cache.
+pub const CACHE_BYTES: &str = "s3_downloader_cache_bytes";
+/// Artifacts held by the artifact cache.
+pub const CACHE_ENTRIES: &str = "s3_downloader_cache_entries";
+/// Downloads from S3 in progress.
+pub const ACTIVE_DOWNLOADS: &str = "s3_downloader_active_downloads";
+/// Duration of each download from S3 (not of cache hits), in seconds.
+pub const DOWNLOAD_DURATION_SECONDS: &str = "s3_downloader_download_duration_seconds";
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: u16,
+}
+
+/// The downloader's metrics and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<CodeLabel, Counter>,
+    request_duration: Histogram,
+    s3_bytes: Counter,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    cache_bytes: Gauge,
+    cache_entries: Gauge,
+    active_downloads: Gauge,
+    download_duration: Histogram,
+}
+
+/// State read from the fetch engine at scrape time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Bytes in the cache.
+    pub cache_bytes: u64,
+    /// Entries in the cache.
+    pub cache_entries: u64,
+    /// Downloads in progress.
+    pub active_downloads: u64,
+}
+
+/// Counters take the exposed name without `_total`; the encoder appends it.
+fn counter_name(name: &str) -> &str {
+    name.strip_suffix("_total").unwrap_or(name)
+}
+
+fn gauge_value(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric, all at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<CodeLabel, Counter>::default();
+        registry.register(
+            counter_name(REQUESTS_TOTAL),
+            "Requests answered, by status code",
+            requests.clone(),
+        );
+        // 1 ms .. ~65 s: placement of a cached artifact up to large cold downloads.
+        let request_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        registry.register(
+            REQUEST_DURATION_SECONDS,
+            "Time to answer a download request, in seconds",
+            request_duration.clone(),
+        );
+        let s3_bytes = Counter::default();
+        registry.register(
+            counter_name(S3_BYTES_TOTAL),
+            "Bytes read from S3",
+            s3_bytes.clone(),
+        );
+        let cache_hits = Counter::default();
+        registry.register(
+            counter_name(CACHE_HITS_TOTAL),
+            "Download requests served from the cache",
+            cache_hits.clone(),
+        );
+        let cache_misses = Counter::default();
+        registry.register(
+            counter_name(CACHE_MISSES_TOTAL),
+            "Download requests that waited for a download from S3",
+            cache_misses.clone(),
+        );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            CACHE_BYTES,
+            "Bytes held by the artifact cache",
+            cache_bytes.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            CACHE_ENTRIES,
+            "Artifacts held by the artifact cache",
+            cache_entries.clone(),
+        );
+        let active_downloads = Gauge::default();
+        registry.register(
+            ACTIVE_DOWNLOADS,
+            "Downloads from S3 in progress",
+            active_downloads.clone(),
+        );
+        // 10 ms .. ~11 min.
+        let download_duration = Histogram::new(exponential_buckets(0.01, 2.0, 17));
+        registry.register(
+            DOWNLOAD_DURATION_SECONDS,
+            "Duration of downloads from S3, in seconds",
+            download_duration.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            s3_bytes,
+            cache_hits,
+            cache_misses,
+            cache_bytes,
+            cache_entries,
+            active_downloads,
+            download_duration,
+        }
+    }
+
+    /// Counts an answered request.
+    pub fn record_response(&self, code: u16) {
+        self.requests.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    /// Records how long a download request took to answer.
+    pub fn record_request_duration(&self, elapsed: Duration) {
+        self.request_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how a download request got its artifact: from the cache, or from a download
+    /// that read `bytes_from_s3` bytes and took `download_duration` (`None` when this request
+    /// joined a download another request started, whose own record counts the bytes).
+    pub fn record_fetch(
+        &self,
+        cache_hit: bool,
+        bytes_from_s3: u64,
+        download_duration: Option<Duration>,
+    ) {
+        if cache_hit {
+            self.cache_hits.inc();
+        } else {
+            self.cache_misses.inc();
+        }
+        if bytes_from_s3 > 0 {
+            self.s3_bytes.inc_by(bytes_from_s3);
+        }
+        if let Some(duration) = download_duration {
+            self.download_duration.observe(duration.as_secs_f64());
+        }
+    }
+
+    /// The exposition text, with the gauges set from `snapshot`.
+    pub fn encode(&self, snapshot: Snapshot) -> String {
+        self.cache_bytes.set(gauge_value(snapshot.cache_bytes));
+        self.cache_entries.set(gauge_value(snapshot.cache_entries));
+        self.active_downloads
+            .set(gauge_value(snapshot.active_downloads));
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_uses_the_documented_names() {
+        let metrics = Metrics::new();
+        metrics.record_response(200);
+        metrics.record_response(200);
+        metrics.record_response(404);
+        metrics.record_fetch(false, 1234, Some(Duration::from_millis(250)));
+        metrics.record_fetch(true, 0, None);
+        let text = metrics.encode(Snapshot {
+            cache_bytes: 1234,
+            cache_entries: 1,
+            active_downloads: 0,
+        });
+        for line in [
+            "s3_downloader_requests_total{code=\"200\"} 2",
+            "s3_downloader_requests_total{code=\"404\"} 1",
+            "s3_downloader_s3_bytes_total 1234",
+            "s3_downloader_cache_hits_total 1",
+            "s3_downloader_cache_misses_total 1",
+            "s3_downloader_cache_bytes 1234",
+            "s3_downloader_cache_entries 1",
+            "s3_downloader_active_downloads 0",
+            "s3_downloader_download_duration_seconds_count 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        for name in [
+            REQUESTS_TOTAL,
+            REQUEST_DURATION_SECONDS,
+            S3_BYTES_TOTAL,
+            CACHE_HITS_TOTAL,
+            CACHE_MISSES_TOTAL,
+            CACHE_BYTES,
+            CACHE_ENTRIES,
+            ACTIVE_DOWNLOADS,
+            DOWNLOAD_DURATION_SECONDS,
+        ] {
+            assert!(text.contains(name), "{name}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
