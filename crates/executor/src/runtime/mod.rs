@@ -1,0 +1,199 @@
+//! How a task's process is run, whatever runs it.
+//!
+//! The supervisor ([`crate::task`]) drives a [`TaskRuntime`]: it starts the task from a
+//! [`TaskSpec`], gets back a [`StartedTask`] (main pid, a [`TaskControl`] to signal it or count
+//! its threads, and a future resolving to its [`ExitStatus`]), and never learns whether it is
+//! a process group ([`process::ProcessRuntime`]) or a container. The runtime owns the task's
+//! output and appends it to `service.log`.
+
+pub mod process;
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use singularity_mesos::ContainerInfo;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The user a task runs as, when it is not the executor's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// User name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+}
+
+/// Everything a runtime needs to start one task.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// Singularity task id.
+    pub task_id: String,
+    /// `<sandbox>/<safeTaskId>`.
+    pub task_dir: PathBuf,
+    /// Working directory of the command (`<task_dir>/app`).
+    pub app_dir: PathBuf,
+    /// Shell command line: `cmd` plus each extra argument after a single space.
+    pub command: String,
+    /// The complete environment of the command.
+    pub env: Vec<(String, String)>,
+    /// Switch to this user before running the command.
+    pub run_as: Option<RunAs>,
+    /// Soft `RLIMIT_NOFILE` of the command.
+    pub max_open_files: Option<u64>,
+    /// Source `/etc/profile.d/*.sh` and `app/.profile.d/*` first.
+    pub source_profile_scripts: bool,
+    /// File the command's stdout and stderr are appended to.
+    pub service_log: PathBuf,
+    /// The Mesos container description, for runtimes that run containers.
+    pub container: Option<ContainerInfo>,
+}
+
+/// How the task's main process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// Exit code, when it exited.
+    pub code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// The code Singularity reports: the exit code, or 128 + the signal number as a shell
+    /// (and Java's `Process.exitValue`) reports a process killed by a signal.
+    pub fn exit_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(code), _) => code,
+            (None, Some(signal)) => 128 + signal,
+            (None, None) => -1,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exit code {code}"),
+            (None, Some(signal)) => write!(f, "signal {signal}"),
+            (None, None) => f.write_str("unknown status"),
+        }
+    }
+}
+
+/// Signals the supervisor sends to a whole task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    /// Ask it to stop (SIGTERM).
+    Terminate,
+    /// Stop it now (SIGKILL).
+    Kill,
+}
+
+/// Why a runtime could not start or control a task.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Spawning failed.
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        /// What was being started.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Opening the service log failed.
+    #[error("cannot open {}: {source}", path.display())]
+    ServiceLog {
+        /// The log path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Signalling failed.
+    #[error("cannot send {signal:?} to task {task_id}: {source}")]
+    Signal {
+        /// The task.
+        task_id: String,
+        /// The signal.
+        signal: StopSignal,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Waiting for the exit failed.
+    #[error("cannot wait for task {task_id}: {source}")]
+    Wait {
+        /// The task.
+        task_id: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Counting threads failed.
+    #[error("cannot count the threads of task {task_id}: {source}")]
+    Threads {
+        /// The task.
+        task_id: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Controls a started task; shared by the supervisor's timers.
+pub trait TaskControl: Send + Sync + fmt::Debug {
+    /// Sends `signal` to every process of the task at once.
+    fn signal(&self, signal: StopSignal) -> BoxFuture<'_, Result<(), RuntimeError>>;
+    /// Threads used by every process of the task together.
+    fn thread_count(&self) -> BoxFuture<'_, Result<u64, RuntimeError>>;
+}
+
+/// A task that is running.
+pub struct StartedTask {
+    /// The main process id (reported in TASK_RUNNING).
+    pub pid: u32,
+    /// Name of the main program, for the TASK_RUNNING message.
+    pub process_name: String,
+    /// Signals and counts.
+    pub control: Arc<dyn TaskControl>,
+    /// Resolves once the main process has ended, no other process of the task is left and its
+    /// output is flushed to the service log. Poll it to completion exactly once.
+    pub exit: BoxFuture<'static, Result<ExitStatus, RuntimeError>>,
+}
+
+impl fmt::Debug for StartedTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StartedTask")
+            .field("pid", &self.pid)
+            .field("process_name", &self.process_name)
+            .field("control", &self.control)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StartedTask {
+    /// Stops the task with a grace period: SIGTERM now, SIGKILL if it is still running after
+    /// `grace`; returns its exit status.
+    pub async fn stop(self, grace: Duration) -> Result<ExitStatus, RuntimeError> {
+        let mut exit = self.exit;
+        self.control.signal(StopSignal::Terminate).await?;
+        match tokio::time::timeout(grace, &mut exit).await {
+            Ok(status) => status,
+            Err(_) => {
+                self.control.signal(StopSignal::Kill).await?;
+                exit.await
+            }
+        }
+    }
+}
+
+/// Starts tasks.
+pub trait TaskRuntime: Send + Sync + fmt::Debug {
+    /// Short name for logs (`process`, `docker`).
+    fn name(&self) -> &'static str;
+    /// Starts the task described by `spec`.
+    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, RuntimeError>>;
+}

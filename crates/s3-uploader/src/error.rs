@@ -1,0 +1,193 @@
+//! Errors of the uploader, one enum per domain.
+
+use std::path::PathBuf;
+
+use singularity_common::exit;
+
+/// Why [`crate::run`] could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration lacks a class the uploader needs.
+    #[error("the configuration was loaded without the {0} class")]
+    ClassMissing(&'static str),
+    /// The ledger could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The metrics listener could not be bound.
+    #[error("listen for metrics on 127.0.0.1:{port}: {source}")]
+    MetricsListen {
+        /// `metricsHttpPort`.
+        port: u16,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metadata directory cannot be watched.
+    #[error("watch {}: {source}", path.display())]
+    Watch {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: notify::Error,
+    },
+}
+
+impl RunError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::ClassMissing(_) => exit::CONFIG,
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+/// A ledger operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Opening or migrating the database failed.
+    #[error(transparent)]
+    Open(#[from] singularity_runtime::SqliteError),
+    /// A query failed.
+    #[error("ledger: {what}: {source}")]
+    Query {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        source: sqlx::Error,
+    },
+    /// A row holds a value this build does not know.
+    #[error("ledger: row {id} has unknown state {state:?}")]
+    BadState {
+        /// Row id.
+        id: i64,
+        /// The stored text.
+        state: String,
+    },
+}
+
+/// What went wrong with one file, by kind (the `kind` label of the error counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// An S3 request ran past its deadline.
+    Timeout,
+    /// No answer from S3 (connection refused or reset, DNS, TLS).
+    Network,
+    /// S3 answered 5xx or asked to slow down.
+    S3Server,
+    /// S3 refused the request (4xx): credentials, bucket, permissions.
+    S3Client,
+    /// S3 holds something other than what was sent (size or ETag).
+    Verify,
+    /// A local file could not be read, compressed or deleted.
+    Local,
+    /// The ledger could not be read or written.
+    Ledger,
+    /// Shutdown stopped the upload between parts; it resumes at the next start.
+    Interrupted,
+}
+
+impl ErrorKind {
+    /// Every kind, for the metrics.
+    pub const ALL: [ErrorKind; 8] = [
+        Self::Timeout,
+        Self::Network,
+        Self::S3Server,
+        Self::S3Client,
+        Self::Verify,
+        Self::Local,
+        Self::Ledger,
+        Self::Interrupted,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Network => "network",
+            Self::S3Server => "s3_server",
+            Self::S3Client => "s3_client",
+            Self::Verify => "verify",
+            Self::Local => "local",
+            Self::Ledger => "ledger",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether trying the same request again soon may help.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::Timeout | Self::Network | Self::S3Server)
+    }
+}
+
+/// One file could not be uploaded (this time).
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// An S3 request failed.
+    #[error("{op} s3://{bucket}/{key}: {message}")]
+    S3 {
+        /// The operation, e.g. `PutObject`.
+        op: &'static str,
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Its kind.
+        kind: ErrorKind,
+        /// The S3 error code, e.g. `NoSuchUpload`, when S3 answered.
+        code: Option<String>,
+        /// What S3 or the transport said.
+        message: String,
+    },
+    /// A local file operation failed.
+    #[error("{what} {}: {source}", path.display())]
+    Local {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// S3 does not hold what was sent.
+    #[error("s3://{bucket}/{key} does not match {}: {reason}", path.display())]
+    Verify {
+        /// The local file.
+        path: PathBuf,
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// What differs.
+        reason: String,
+    },
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// Shutdown came between two parts.
+    #[error("stopped between parts of {}: the upload resumes at the next start", path.display())]
+    Interrupted {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl UploadError {
+    /// The kind, for retries and metrics.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::S3 { kind, .. } => *kind,
+            Self::Local { .. } => ErrorKind::Local,
+            Self::Verify { .. } => ErrorKind::Verify,
+            Self::Ledger(_) => ErrorKind::Ledger,
+            Self::Interrupted { .. } => ErrorKind::Interrupted,
+        }
+    }
+
+    /// The S3 error code, when S3 answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::S3 { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+}
