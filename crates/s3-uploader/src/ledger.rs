@@ -98,9 +98,14 @@ pub struct PartRecord {
 }
 
 /// The ledger database.
+///
+/// Writes go one at a time through an in-process lock: concurrent writers would otherwise
+/// meet SQLite's busy handler, which sleeps milliseconds at a time, and a deferred
+/// transaction that cannot upgrade to a writer fails outright.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     pool: SqlitePool,
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn query_error(what: &'static str) -> impl FnOnce(sqlx::Error) -> LedgerError {
@@ -149,7 +154,10 @@ impl Ledger {
     /// Opens (creating) the ledger at `path` and applies its migrations.
     pub async fn open(path: &Path) -> Result<Self, LedgerError> {
         let pool = singularity_runtime::open_sqlite(path, &MIGRATOR).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: std::sync::Arc::default(),
+        })
     }
 
     /// The live row of `path`, if any.
@@ -202,6 +210,7 @@ impl Ledger {
         key: &str,
         now_ms: i64,
     ) -> Result<FileRecord, LedgerError> {
+        let _writer = self.writer.lock().await;
         let id: i64 = sqlx::query(
             "INSERT INTO files (path, size, mtime_ms, bucket, object_key, state, created_ms, updated_ms) \
              VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
@@ -244,6 +253,7 @@ impl Ledger {
         key: &str,
         now_ms: i64,
     ) -> Result<(), LedgerError> {
+        let _writer = self.writer.lock().await;
         let mut tx = self
             .pool
             .begin()
@@ -278,6 +288,7 @@ impl Ledger {
         part_size: u64,
         now_ms: i64,
     ) -> Result<(), LedgerError> {
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "UPDATE files SET state = 'uploading', upload_id = ?, part_size = ?, updated_ms = ? WHERE id = ?",
         )
@@ -293,6 +304,7 @@ impl Ledger {
 
     /// S3 acknowledged a part.
     pub async fn record_part(&self, id: i64, part: &PartRecord) -> Result<(), LedgerError> {
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "INSERT OR REPLACE INTO parts (file_id, part_number, size, etag, md5_hex) VALUES (?, ?, ?, ?, ?)",
         )
@@ -309,6 +321,7 @@ impl Ledger {
 
     /// Forgets a part S3 no longer lists.
     pub async fn forget_part(&self, id: i64, number: i32) -> Result<(), LedgerError> {
+        let _writer = self.writer.lock().await;
         sqlx::query("DELETE FROM parts WHERE file_id = ? AND part_number = ?")
             .bind(id)
             .bind(number)
@@ -343,18 +356,10 @@ impl Ledger {
             .collect())
     }
 
-    /// S3 holds the object with this ETag; the multipart bookkeeping is done with.
+    /// S3 holds the object with this ETag. Its parts stay until the row is pruned: they
+    /// are no longer read, and leaving them saves a write on every upload.
     pub async fn mark_uploaded(&self, id: i64, etag: &str, now_ms: i64) -> Result<(), LedgerError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_error("begin marking uploaded"))?;
-        sqlx::query("DELETE FROM parts WHERE file_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_error("forget parts"))?;
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "UPDATE files SET state = 'uploaded', etag = ?, upload_id = NULL, last_error = NULL, \
              updated_ms = ? WHERE id = ?",
@@ -362,12 +367,10 @@ impl Ledger {
         .bind(etag)
         .bind(now_ms)
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await
         .map_err(query_error("mark a file uploaded"))?;
-        tx.commit()
-            .await
-            .map_err(query_error("commit marking uploaded"))
+        Ok(())
     }
 
     /// Ends a row as `deleted` or `abandoned`, with a note for the latter.
@@ -378,16 +381,7 @@ impl Ledger {
         note: Option<&str>,
         now_ms: i64,
     ) -> Result<(), LedgerError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_error("begin finishing a row"))?;
-        sqlx::query("DELETE FROM parts WHERE file_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_error("forget parts"))?;
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "UPDATE files SET state = ?, last_error = COALESCE(?, last_error), upload_id = NULL, \
              updated_ms = ? WHERE id = ?",
@@ -396,12 +390,10 @@ impl Ledger {
         .bind(note)
         .bind(now_ms)
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await
         .map_err(query_error("finish a row"))?;
-        tx.commit()
-            .await
-            .map_err(query_error("commit finishing a row"))
+        Ok(())
     }
 
     /// Records a failed attempt and when the file is due again.
@@ -412,6 +404,7 @@ impl Ledger {
         next_attempt_ms: i64,
         now_ms: i64,
     ) -> Result<u32, LedgerError> {
+        let _writer = self.writer.lock().await;
         let attempts: i64 = sqlx::query(
             "UPDATE files SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ?, updated_ms = ? \
              WHERE id = ? RETURNING attempts",
@@ -429,6 +422,7 @@ impl Ledger {
 
     /// Deletes finished rows last touched before `before_ms`.
     pub async fn prune(&self, before_ms: i64) -> Result<u64, LedgerError> {
+        let _writer = self.writer.lock().await;
         let done = sqlx::query(
             "DELETE FROM files WHERE state IN ('deleted', 'abandoned') AND updated_ms < ?",
         )
@@ -491,7 +485,6 @@ mod tests {
             1
         );
         ledger.mark_uploaded(row.id, "etag-2", 4).await.unwrap();
-        assert!(ledger.parts(row.id).await.unwrap().is_empty());
         let live = ledger.live(path).await.unwrap().unwrap();
         assert_eq!(live.state, FileState::Uploaded);
         assert_eq!(live.etag.as_deref(), Some("etag-2"));

@@ -26,8 +26,9 @@ use crate::scan::SkipReason;
 use crate::settings::Settings;
 
 /// Files up to this size are read into memory and sent with their Content-MD5; larger ones
-/// stream from disk while their MD5 is computed alongside.
-const IN_MEMORY_MAX: u64 = 8 * 1024 * 1024;
+/// stream from disk while their MD5 is computed alongside. Small enough that every worker
+/// holding one stays within the memory budget.
+const IN_MEMORY_MAX: u64 = 1024 * 1024;
 /// Read size of bodies streamed from disk (the SDK's default, 4 KiB, costs a frame per 4 KiB).
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -157,7 +158,9 @@ impl UploadContext {
     /// Takes a file as far as it can go now: recorded, uploaded, confirmed, deleted.
     pub async fn process(&self, job: &FileJob) -> Result<Outcome, UploadError> {
         let path = &job.path;
-        let meta = match tokio::fs::symlink_metadata(path).await {
+        // Metadata calls, unlinks and reads of at most IN_MEMORY_MAX bytes are done in place:
+        // they cost less than handing them to a blocking thread and back.
+        let meta = match std::fs::symlink_metadata(path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.vanished(job).await?;
@@ -293,7 +296,7 @@ impl UploadContext {
         let path = job.path.clone();
         let size = row.size;
         let (etag, md5) = if size <= IN_MEMORY_MAX {
-            let bytes = tokio::fs::read(&path).await.map_err(local("read", &path))?;
+            let bytes = std::fs::read(&path).map_err(local("read", &path))?;
             if bytes.len() as u64 != size {
                 return self.changed_during_upload(client, job, row).await;
             }
@@ -312,15 +315,29 @@ impl UploadContext {
             .await?;
             (response.e_tag, md5)
         } else {
-            let hashing = tokio::task::spawn_blocking({
+            let mut hashing = tokio::task::spawn_blocking({
                 let path = path.clone();
                 move || md5_range(&path, 0, size)
             });
+            // With SSE-KMS the ETag is no MD5, so the body's MD5 must go with the request.
+            let mut content_md5 = None;
+            if !options.encryption.etag_is_md5() {
+                let md5 = match (&mut hashing).await {
+                    Ok(Ok(md5)) => md5,
+                    Ok(Err(e)) => return Err(local("read", &path)(e)),
+                    Err(e) => {
+                        return Err(local("read", &path)(std::io::Error::other(e.to_string())));
+                    }
+                };
+                content_md5 = Some(base64::engine::general_purpose::STANDARD.encode(md5));
+                hashing = tokio::task::spawn_blocking(move || Ok(md5));
+            }
             let response = call(target, deadline, retry, || {
                 let request = plan::apply_put(client.put_object(), &options)
                     .bucket(&row.bucket)
                     .key(&row.key)
-                    .content_length(i64::try_from(size).unwrap_or(i64::MAX));
+                    .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+                    .set_content_md5(content_md5.clone());
                 let path = path.clone();
                 async move {
                     let body = ByteStream::read_from()
@@ -375,9 +392,7 @@ impl UploadContext {
         job: &FileJob,
         row: &mut FileRecord,
     ) -> Result<(), UploadError> {
-        let meta = tokio::fs::symlink_metadata(&job.path)
-            .await
-            .map_err(local("stat", &job.path))?;
+        let meta = std::fs::symlink_metadata(&job.path).map_err(local("stat", &job.path))?;
         *row = self
             .restart(client, job, row.clone(), meta.len(), mtime_millis(&meta))
             .await?;
@@ -715,7 +730,7 @@ impl UploadContext {
                 .await?;
             return Err(self.verify_error(job, row, &reason));
         }
-        match tokio::fs::symlink_metadata(&job.path).await {
+        match std::fs::symlink_metadata(&job.path) {
             Ok(meta) if meta.len() == row.size && mtime_millis(&meta) == row.mtime_ms => {}
             Ok(meta) => {
                 tracing::info!(
@@ -730,7 +745,7 @@ impl UploadContext {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(local("stat", &job.path)(e)),
         }
-        match tokio::fs::remove_file(&job.path).await {
+        match std::fs::remove_file(&job.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(local("delete", &job.path)(e)),
