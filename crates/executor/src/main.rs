@@ -3,20 +3,19 @@
 //! See the library documentation for the exit codes.
 
 use std::ffi::OsStr;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use singularity_common::config::{self, ConfigArgs, ConfigClass};
+use singularity_common::config::{ConfigArgs, ConfigClass};
 use singularity_common::exit;
 use singularity_executor::runtime::TaskRuntime;
 use singularity_executor::runtime::process::ProcessRuntime;
 use singularity_executor::settings::Settings;
 use singularity_executor::{SERVICE, agent, exec_helper, standalone};
 use singularity_mesos::AgentEnv;
-use singularity_runtime::{LogFormat, Shutdown, init_tracing, log_startup};
+use singularity_runtime::{LogFormat, Shutdown, start_daemon};
 
 /// Mesos custom executor for Singularity tasks. Without a subcommand it serves the Mesos
 /// agent that started it (reading the MESOS_* environment).
@@ -59,37 +58,21 @@ fn main() -> ExitCode {
     }
 
     let args = Args::parse();
-    let sources = args.config.sources();
-    if args.config.check_config {
-        return ExitCode::from(config::check_config(
-            &sources,
-            ConfigClass::FOR_EXECUTOR,
-            &mut std::io::stdout().lock(),
-            &mut std::io::stderr().lock(),
-        ));
-    }
-
     let format = match args.log_format {
         Format::Text => LogFormat::Text,
         Format::Json => LogFormat::Json,
     };
-    if let Err(error) = init_tracing(SERVICE, format, "info") {
-        let _ = writeln!(std::io::stderr(), "{SERVICE}: {error}");
-        return ExitCode::from(exit::FAILURE);
-    }
-
-    let loaded = match config::load(&sources, ConfigClass::FOR_EXECUTOR) {
+    let loaded = match start_daemon(
+        SERVICE,
+        env!("CARGO_PKG_VERSION"),
+        &args.config,
+        ConfigClass::FOR_EXECUTOR,
+        format,
+        "info",
+    ) {
         Ok(loaded) => loaded,
-        Err(errors) => {
-            let _ = writeln!(std::io::stderr(), "{errors}");
-            tracing::error!("the configuration is invalid");
-            return ExitCode::from(exit::CONFIG);
-        }
+        Err(code) => return ExitCode::from(code),
     };
-    log_startup(SERVICE, env!("CARGO_PKG_VERSION"), &loaded.files_read);
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
-    }
     let settings = match Settings::from_loaded(loaded) {
         Ok(settings) => Arc::new(settings),
         Err(error) => {

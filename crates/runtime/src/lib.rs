@@ -17,10 +17,12 @@ mod notify;
 mod s3;
 mod shutdown;
 mod sqlite;
+mod startup;
 mod telemetry;
 
 pub use notify::{NotifyError, notify_ready, notify_status, notify_stopping};
 pub use s3::{DEFAULT_REGION, S3ClientOptions, StaticCredentials, build_s3_client};
 pub use shutdown::{Shutdown, ShutdownSignal, SignalError, shutdown_signal};
 pub use sqlite::{BUSY_TIMEOUT, SqliteError, open_sqlite};
+pub use startup::start_daemon;
 pub use telemetry::{LogFormat, TracingError, init_tracing, log_startup};

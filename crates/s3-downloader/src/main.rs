@@ -3,15 +3,14 @@
 //! SIGINT. Exit codes: 0 after a clean stop, 1 on a runtime failure, 78 for an invalid
 //! configuration.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use singularity_common::config::{self, ConfigArgs, ConfigClass};
+use singularity_common::config::{ConfigArgs, ConfigClass};
 use singularity_common::exit;
-use singularity_runtime::{LogFormat, Shutdown, init_tracing, log_startup};
+use singularity_runtime::{LogFormat, Shutdown, start_daemon};
 use singularity_s3_downloader::cache::ArtifactCache;
 use singularity_s3_downloader::fetch::ConfiguredS3Clients;
 use singularity_s3_downloader::{Config, Deps, SERVICE, run};
@@ -36,37 +35,21 @@ enum Format {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let sources = args.config.sources();
-    if args.config.check_config {
-        return ExitCode::from(config::check_config(
-            &sources,
-            ConfigClass::FOR_S3_DOWNLOADER,
-            &mut std::io::stdout().lock(),
-            &mut std::io::stderr().lock(),
-        ));
-    }
-
     let format = match args.log_format {
         Format::Text => LogFormat::Text,
         Format::Json => LogFormat::Json,
     };
-    if let Err(error) = init_tracing(SERVICE, format, "info") {
-        let _ = writeln!(std::io::stderr(), "{SERVICE}: {error}");
-        return ExitCode::from(exit::FAILURE);
-    }
-
-    let loaded = match config::load(&sources, ConfigClass::FOR_S3_DOWNLOADER) {
+    let loaded = match start_daemon(
+        SERVICE,
+        env!("CARGO_PKG_VERSION"),
+        &args.config,
+        ConfigClass::FOR_S3_DOWNLOADER,
+        format,
+        "info",
+    ) {
         Ok(loaded) => loaded,
-        Err(errors) => {
-            let _ = writeln!(std::io::stderr(), "{errors}");
-            tracing::error!("the configuration is invalid");
-            return ExitCode::from(exit::CONFIG);
-        }
+        Err(code) => return ExitCode::from(code),
     };
-    log_startup(SERVICE, env!("CARGO_PKG_VERSION"), &loaded.files_read);
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
-    }
     let config = match Config::from_loaded(&loaded) {
         Ok(config) => config,
         Err(error) => {

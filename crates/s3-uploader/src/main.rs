@@ -2,14 +2,13 @@
 //! configuration, builds the S3 clients and runs the uploader until SIGTERM or SIGINT. Exit
 //! codes: 0 after a clean stop, 1 on a runtime failure, 78 for an invalid configuration.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use singularity_common::config::{self, ConfigArgs, ConfigClass};
+use singularity_common::config::{ConfigArgs, ConfigClass};
 use singularity_common::exit;
-use singularity_runtime::{LogFormat, Shutdown, init_tracing, log_startup};
+use singularity_runtime::{LogFormat, Shutdown, start_daemon};
 use singularity_s3_uploader::{Deps, RunError, SERVICE, Settings, run};
 
 /// Uploads task logs named by *.s3.json metadata to S3, deleting each file only once S3 has
@@ -33,41 +32,21 @@ enum Format {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let sources = args.config.sources();
-    if args.config.check_config {
-        return ExitCode::from(config::check_config(
-            &sources,
-            ConfigClass::FOR_S3_UPLOADER,
-            &mut std::io::stdout().lock(),
-            &mut std::io::stderr().lock(),
-        ));
-    }
-
     let format = match args.log_format {
         Format::Text => LogFormat::Text,
         Format::Json => LogFormat::Json,
     };
-    if let Err(error) = init_tracing(
+    let loaded = match start_daemon(
         SERVICE,
+        env!("CARGO_PKG_VERSION"),
+        &args.config,
+        ConfigClass::FOR_S3_UPLOADER,
         format,
         "info,aws_smithy_runtime=warn,aws_config=warn",
     ) {
-        let _ = writeln!(std::io::stderr(), "{SERVICE}: {error}");
-        return ExitCode::from(exit::FAILURE);
-    }
-
-    let loaded = match config::load(&sources, ConfigClass::FOR_S3_UPLOADER) {
         Ok(loaded) => loaded,
-        Err(errors) => {
-            let _ = writeln!(std::io::stderr(), "{errors}");
-            tracing::error!("the configuration is invalid");
-            return ExitCode::from(exit::CONFIG);
-        }
+        Err(code) => return ExitCode::from(code),
     };
-    log_startup(SERVICE, env!("CARGO_PKG_VERSION"), &loaded.files_read);
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
-    }
     let settings = match Settings::from_loaded(&loaded) {
         Ok(settings) => settings,
         Err(error) => {
