@@ -114,6 +114,17 @@ pub fn assigned_ports(task: &TaskInfo) -> Vec<u64> {
         .collect()
 }
 
+/// The total of a scalar resource (`cpus`, `mem`) of the task.
+pub fn scalar_resource(task: &TaskInfo, name: &str) -> Option<f64> {
+    let values: Vec<f64> = task
+        .resources
+        .iter()
+        .filter(|r| r.name == name)
+        .filter_map(|r| r.scalar.as_ref().map(|s| s.value))
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// Binds each assigned port once, as Singularity's `verifyAssignedPorts` does.
 pub fn verify_ports(task: &TaskInfo) -> Result<(), LaunchError> {
     for port in assigned_ports(task) {
@@ -255,7 +266,13 @@ pub fn prepare(
     let task_dir = naming::task_directory(&input.sandbox, &task_id);
     let app_dir = task_dir.join(&settings.executor.task_app_directory);
     let service_log = task_dir.join(data.effective_service_log());
-    let run_as = resolve_user(&data, &settings.executor.default_run_as_user)?;
+    let docker = task.container.as_ref().is_some_and(|c| c.docker.is_some());
+    // A container runs as its image (or `--user`) says: no user switch (spec §4.7).
+    let run_as = if docker {
+        None
+    } else {
+        resolve_user(&data, &settings.executor.default_run_as_user)?
+    };
 
     let mut extra = Vec::new();
     if let Some((user, home)) = &run_as {
@@ -265,6 +282,11 @@ pub fn prepare(
     }
     extra.extend(input.extra_env.iter().cloned());
     let env = task_env(input.inherited_env, task, &extra);
+    let container_env = if docker {
+        task_env(Vec::new(), task, &[])
+    } else {
+        Vec::new()
+    };
 
     for dir in [
         task_dir.clone(),
@@ -325,6 +347,10 @@ pub fn prepare(
         source_profile_scripts: settings.executor.source_profile_scripts,
         service_log,
         container: task.container.clone(),
+        container_env,
+        cpus: scalar_resource(task, "cpus"),
+        mem_mib: scalar_resource(task, "mem"),
+        max_threads,
     };
     Ok(LaunchPlan {
         task_id,

@@ -10,8 +10,14 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use singularity_common::config::{ConfigArgs, ConfigClass};
 use singularity_common::exit;
+use std::time::Duration;
+
+use singularity_executor::launch;
 use singularity_executor::runtime::TaskRuntime;
+use singularity_executor::runtime::container::{ContainerOptions, ContainerRuntime};
+use singularity_executor::runtime::docker::DockerEngine;
 use singularity_executor::runtime::process::ProcessRuntime;
+use singularity_executor::runtime::select::SelectRuntime;
 use singularity_executor::settings::Settings;
 use singularity_executor::{SERVICE, agent, exec_helper, standalone};
 use singularity_mesos::AgentEnv;
@@ -80,13 +86,25 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
-    let runtime: Arc<dyn TaskRuntime> = match ProcessRuntime::from_current_exe() {
+    let process: Arc<dyn TaskRuntime> = match ProcessRuntime::from_current_exe() {
         Ok(runtime) => Arc::new(runtime),
         Err(error) => {
             tracing::error!(%error, "cannot locate the executor binary");
             return ExitCode::from(exit::FAILURE);
         }
     };
+    let container = ContainerRuntime::new(
+        DockerEngine::new(
+            &settings.executor.docker_socket,
+            Duration::from_secs(settings.executor.docker_client_time_limit_seconds.max(1)),
+        ),
+        ContainerOptions::from_settings(
+            &settings,
+            &launch::inherited_env(),
+            std::env::home_dir().as_deref(),
+        ),
+    );
+    let runtime: Arc<dyn TaskRuntime> = Arc::new(SelectRuntime::new(process, Arc::new(container)));
 
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

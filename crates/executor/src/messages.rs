@@ -8,6 +8,16 @@ pub fn staging(executor_pid: u32) -> String {
     format!("Staging files... (executor pid: {executor_pid})")
 }
 
+/// TASK_STARTING before runtime work such as an image pull (`Pulling image...`).
+pub fn preparing(what: &str, executor_pid: u32) -> String {
+    format!("{what} (executor pid: {executor_pid})")
+}
+
+/// TASK_FAILED when the out-of-memory killer ended the task.
+pub fn out_of_memory(code: i32) -> String {
+    format!("Task ran out of memory and was killed by the OOM killer (code {code})")
+}
+
 /// TASK_RUNNING right after the process started.
 pub fn running(process_name: &str, pid: u32) -> String {
     format!("Task running process {process_name} - (pid: {pid})")

@@ -78,8 +78,65 @@ pub fn group_threads(pgid: u32) -> io::Result<u64> {
     Ok(group_members(pgid)?.iter().map(|m| m.threads).sum())
 }
 
+/// The cgroup path of `pid` in the pids hierarchy: the `pids` controller line of cgroup v1,
+/// else the unified (v2) line.
+pub fn parse_pids_cgroup(proc_cgroup: &str) -> Option<(bool, String)> {
+    let mut unified = None;
+    for line in proc_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        if controllers.split(',').any(|c| c == "pids") {
+            return Some((true, path.to_owned()));
+        }
+        if controllers.is_empty() {
+            unified = Some((false, path.to_owned()));
+        }
+    }
+    unified
+}
+
+/// Threads (tasks) in the pids cgroup of `pid`, which a container's processes share; the
+/// threads of `pid` alone when the cgroup cannot be read.
+pub fn cgroup_threads(pid: u32) -> io::Result<u64> {
+    let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    if let Some((v1, path)) = parse_pids_cgroup(&cgroup) {
+        let base = if v1 {
+            "/sys/fs/cgroup/pids"
+        } else {
+            "/sys/fs/cgroup"
+        };
+        let file = format!("{base}{path}/pids.current");
+        if let Ok(current) = fs::read_to_string(&file)
+            && let Ok(n) = current.trim().parse()
+        {
+            return Ok(n);
+        }
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&stat)
+        .map(|s| s.threads)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable stat"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_pids_cgroup_is_found_in_either_hierarchy() {
+        let v1 = "12:memory:/docker/abc\n5:pids:/docker/abc\n1:name=systemd:/docker/abc\n0::/";
+        assert_eq!(parse_pids_cgroup(v1), Some((true, "/docker/abc".into())));
+        let v2 = "0::/system.slice/docker-abc.scope";
+        assert_eq!(
+            parse_pids_cgroup(v2),
+            Some((false, "/system.slice/docker-abc.scope".into()))
+        );
+        assert_eq!(parse_pids_cgroup("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_has_a_thread_count() {
+        assert!(cgroup_threads(std::process::id()).expect("readable") >= 1);
+    }
+
     use super::*;
 
     #[test]

@@ -14,6 +14,7 @@
 //!
 //! The supervisor talks to the process only through [`TaskRuntime`] and [`TaskControl`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,6 +130,39 @@ pub async fn run_task(
         }
     };
 
+    // Runtime work before staging (a container image pull), interruptible like staging.
+    if let Some(preparation) = env.runtime.before_staging(&plan.spec) {
+        if let Some(announce) = preparation.announce {
+            reporter
+                .send(
+                    TaskState::TaskStarting,
+                    &messages::preparing(announce, env.executor_pid),
+                )
+                .await;
+        }
+        let cancel = CancellationToken::new();
+        match interruptible(
+            &task_id,
+            preparation.work,
+            &cancel,
+            Duration::ZERO,
+            &mut commands,
+        )
+        .await
+        {
+            Interruptible::Done(Ok(())) => {}
+            Interruptible::Done(Err(error)) => {
+                tracing::warn!(task_id, %error, "the runtime could not prepare the task");
+                return reporter
+                    .finish(TaskState::TaskFailed, error.to_string())
+                    .await;
+            }
+            Interruptible::Stopped => {
+                return finish_unstarted(&reporter, &plan, &env.settings).await;
+            }
+        }
+    }
+
     reporter
         .send(
             TaskState::TaskStarting,
@@ -138,33 +172,20 @@ pub async fn run_task(
 
     // Staging, interruptible by any stop request.
     let cancel = CancellationToken::new();
-    let mut stopped_early = false;
-    let staged = {
-        let staging = sidecar::stage(&plan, &env.settings, cancel.clone());
-        tokio::pin!(staging);
-        let mut open = true;
-        loop {
-            tokio::select! {
-                result = &mut staging => break Some(result),
-                command = commands.recv(), if open && !stopped_early => match command {
-                    Some(command) => {
-                        tracing::info!(task_id, ?command, "stop requested while staging");
-                        stopped_early = true;
-                        cancel.cancel();
-                    }
-                    None => open = false,
-                },
-                () = tokio::time::sleep(STAGING_CANCEL_LIMIT), if stopped_early => {
-                    tracing::warn!(task_id, "staging did not stop after its cancellation; abandoned");
-                    break None;
-                }
-            }
-        }
+    let staging = sidecar::stage(&plan, &env.settings, cancel.clone());
+    let staged = interruptible(
+        &task_id,
+        staging,
+        &cancel,
+        STAGING_CANCEL_LIMIT,
+        &mut commands,
+    )
+    .await;
+    let staged = match staged {
+        Interruptible::Done(result) => result,
+        Interruptible::Stopped => return finish_unstarted(&reporter, &plan, &env.settings).await,
     };
-    if stopped_early {
-        return finish_unstarted(&reporter, &plan, &env.settings).await;
-    }
-    if let Some(Err(failure)) = staged {
+    if let Err(failure) = staged {
         tracing::warn!(task_id, message = failure.message, "staging failed");
         let state = if failure.verification {
             TaskState::TaskFailed
@@ -237,6 +258,7 @@ pub async fn run_task(
         control: Arc::clone(&started.control),
         pid: started.pid,
         process_name: started.process_name.clone(),
+        runtime_grace: started.kill_grace,
         first_stop: None,
         stopping: None,
         destroyed: None,
@@ -249,6 +271,49 @@ pub async fn run_task(
     let outcome = reporter.finish(state, message).await;
     end_metadata(&plan, &env.settings).await;
     outcome
+}
+
+/// How an interruptible step ended.
+enum Interruptible<T> {
+    /// It ran to its end.
+    Done(T),
+    /// A stop request came first.
+    Stopped,
+}
+
+/// Runs `work` until it ends or a stop request arrives. On a stop, `cancel` is cancelled and
+/// `work` gets `settle` to notice before it is abandoned (its result is then ignored).
+async fn interruptible<T>(
+    task_id: &str,
+    work: impl Future<Output = T>,
+    cancel: &CancellationToken,
+    settle: Duration,
+    commands: &mut mpsc::UnboundedReceiver<TaskCommand>,
+) -> Interruptible<T> {
+    tokio::pin!(work);
+    let mut open = true;
+    let mut stopped = false;
+    loop {
+        tokio::select! {
+            result = &mut work => {
+                return if stopped { Interruptible::Stopped } else { Interruptible::Done(result) };
+            }
+            command = commands.recv(), if open && !stopped => match command {
+                Some(command) => {
+                    tracing::info!(task_id, ?command, "stop requested before the process started");
+                    stopped = true;
+                    cancel.cancel();
+                }
+                None => open = false,
+            },
+            () = tokio::time::sleep(settle), if stopped => {
+                if !settle.is_zero() {
+                    tracing::warn!(task_id, "staging did not stop after its cancellation; abandoned");
+                }
+                return Interruptible::Stopped;
+            }
+        }
+    }
 }
 
 async fn finish_unstarted(
@@ -291,6 +356,8 @@ struct Supervisor<'a> {
     control: Arc<dyn TaskControl>,
     pid: u32,
     process_name: String,
+    /// The runtime's own grace when the task sets none (a container's `dockerStopTimeout`).
+    runtime_grace: Option<Duration>,
     /// When the first stop request of any kind arrived.
     first_stop: Option<Instant>,
     stopping: Option<Stopping>,
@@ -305,8 +372,9 @@ impl Supervisor<'_> {
         &self.plan.task_id
     }
 
-    /// The SIGTERM → SIGKILL grace: `sigKillProcessesAfterMillis`, else the KILL event's
-    /// policy, else the TaskInfo's, else `hardKillAfterMillis`.
+    /// The SIGTERM → SIGKILL grace: `sigKillProcessesAfterMillis`, else the runtime's own
+    /// (a container's `dockerStopTimeout`), else the KILL event's policy, else the
+    /// TaskInfo's, else `hardKillAfterMillis`.
     fn kill_grace(&self, event_grace: Option<Duration>) -> Duration {
         self.plan
             .data
@@ -314,6 +382,7 @@ impl Supervisor<'_> {
             .sig_kill_processes_after_millis
             .and_then(|ms| u64::try_from(ms).ok())
             .map(Duration::from_millis)
+            .or(self.runtime_grace)
             .or(event_grace)
             .or(self.plan.task_kill_grace)
             .unwrap_or_else(|| self.settings.hard_kill_after())
@@ -519,6 +588,9 @@ impl Supervisor<'_> {
                 messages::killed_gracefully(code, shutdown_time)
             };
             return (TaskState::TaskKilled, message);
+        }
+        if status.oom_killed {
+            return (TaskState::TaskFailed, messages::out_of_memory(code));
         }
         if self.plan.data.executor_data.is_successful_exit_code(code) {
             // A process that succeeds before its health-check file appears still counts as

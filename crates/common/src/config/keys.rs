@@ -1317,6 +1317,34 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         "source /etc/profile.d/*.sh and app/.profile.d/* before the task command (runner.sh always did)",
     )
     .addition(),
+    KeySpec::new(
+        "dockerSocket",
+        "docker_socket",
+        &["executor.docker.socket"],
+        K::Path,
+        "/var/run/docker.sock",
+        "unix socket of the Docker-compatible engine (podman's works too)",
+    )
+    .addition(),
+    KeySpec::new(
+        "dockerPullTimeoutSeconds",
+        "docker_pull_timeout_seconds",
+        &["executor.docker.pull.timeout.seconds"],
+        K::Integer,
+        "600",
+        "deadline of an image pull, all attempts together",
+    )
+    .min(1)
+    .addition(),
+    KeySpec::new(
+        "dockerLimitsFromResources",
+        "docker_limits_from_resources",
+        &["executor.docker.limits.from.resources"],
+        K::Bool,
+        "false",
+        "give containers the task's `mem` and `cpus` resources and `maxTaskThreads` as memory, cpu and pids limits",
+    )
+    .addition(),
 ];
 
 static CLEANUP_KEYS: &[KeySpec] = &[

@@ -613,6 +613,12 @@ pub struct ExecutorConfig {
     pub s3_uploader_key_pattern: Option<String>,
     /// Source `/etc/profile.d/*.sh` and `app/.profile.d/*` before the task command.
     pub source_profile_scripts: bool,
+    /// Unix socket of the Docker-compatible engine.
+    pub docker_socket: PathBuf,
+    /// Deadline of an image pull, all attempts together.
+    pub docker_pull_timeout_seconds: u64,
+    /// Container memory, cpu and pids limits from the task's resources.
+    pub docker_limits_from_resources: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -692,6 +698,9 @@ impl Default for ExecutorConfig {
             s3_uploader_bucket: None,
             s3_uploader_key_pattern: None,
             source_profile_scripts: false,
+            docker_socket: PathBuf::from("/var/run/docker.sock"),
+            docker_pull_timeout_seconds: 600,
+            docker_limits_from_resources: false,
         }
     }
 }

@@ -6,7 +6,10 @@
 //! a process group ([`process::ProcessRuntime`]) or a container. The runtime owns the task's
 //! output and appends it to `service.log`.
 
+pub mod container;
+pub mod docker;
 pub mod process;
+pub mod select;
 
 use std::fmt;
 use std::future::Future;
@@ -54,6 +57,22 @@ pub struct TaskSpec {
     pub service_log: PathBuf,
     /// The Mesos container description, for runtimes that run containers.
     pub container: Option<ContainerInfo>,
+    /// What a container gets instead of `env`: the Mesos task environment alone, without
+    /// the executor's own variables (empty for plain processes).
+    pub container_env: Vec<(String, String)>,
+    /// The task's `cpus` resource.
+    pub cpus: Option<f64>,
+    /// The task's `mem` resource, in MiB.
+    pub mem_mib: Option<f64>,
+    /// The task's thread limit (`maxTaskThreads`).
+    pub max_threads: Option<u64>,
+}
+
+impl TaskSpec {
+    /// Whether the task runs in a Docker container (`TaskInfo.container.docker` is set).
+    pub fn is_docker(&self) -> bool {
+        self.container.as_ref().is_some_and(|c| c.docker.is_some())
+    }
 }
 
 /// How the task's main process ended.
@@ -63,6 +82,8 @@ pub struct ExitStatus {
     pub code: Option<i32>,
     /// Signal number, when a signal ended it.
     pub signal: Option<i32>,
+    /// The kernel's out-of-memory killer ended it (containers report this).
+    pub oom_killed: bool,
 }
 
 impl ExitStatus {
@@ -141,6 +162,9 @@ pub enum RuntimeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The task's container is not acceptable, or the engine refused or failed an operation.
+    #[error("{0}")]
+    Container(String),
 }
 
 /// Controls a started task; shared by the supervisor's timers.
@@ -162,6 +186,9 @@ pub struct StartedTask {
     /// Resolves once the main process has ended, no other process of the task is left and its
     /// output is flushed to the service log. Poll it to completion exactly once.
     pub exit: BoxFuture<'static, Result<ExitStatus, RuntimeError>>,
+    /// The SIGTERM → SIGKILL grace this runtime uses when the task sets none
+    /// (`sigKillProcessesAfterMillis`); `None` leaves it to the kill policy.
+    pub kill_grace: Option<Duration>,
 }
 
 impl fmt::Debug for StartedTask {
@@ -170,6 +197,7 @@ impl fmt::Debug for StartedTask {
             .field("pid", &self.pid)
             .field("process_name", &self.process_name)
             .field("control", &self.control)
+            .field("kill_grace", &self.kill_grace)
             .finish_non_exhaustive()
     }
 }
@@ -190,10 +218,31 @@ impl StartedTask {
     }
 }
 
+/// Work a runtime does before the artifacts are staged (a container runtime checks the
+/// container and pulls its image).
+pub struct Preparation<'a> {
+    /// Announced with TASK_STARTING `<announce> (executor pid: P)` when set.
+    pub announce: Option<&'static str>,
+    /// The work; an error fails the task (TASK_FAILED) with its message.
+    pub work: BoxFuture<'a, Result<(), RuntimeError>>,
+}
+
+impl fmt::Debug for Preparation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Preparation")
+            .field("announce", &self.announce)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Starts tasks.
 pub trait TaskRuntime: Send + Sync + fmt::Debug {
     /// Short name for logs (`process`, `docker`).
     fn name(&self) -> &'static str;
-    /// Starts the task described by `spec`.
+    /// What to do for `spec` before its artifacts are staged; `None` for nothing.
+    fn before_staging<'a>(&'a self, _spec: &'a TaskSpec) -> Option<Preparation<'a>> {
+        None
+    }
+    /// Starts the task described by `spec`, once its artifacts are staged.
     fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, RuntimeError>>;
 }

@@ -148,6 +148,7 @@ impl ProcessRuntime {
             Ok(ExitStatus {
                 code: status.code(),
                 signal: status.signal(),
+                oom_killed: false,
             })
         });
         Ok(StartedTask {
@@ -158,6 +159,7 @@ impl ProcessRuntime {
                 .unwrap_or_else(|| SHELL.to_owned()),
             control: group,
             exit,
+            kill_grace: None,
         })
     }
 }
@@ -314,6 +316,10 @@ mod tests {
             source_profile_scripts: false,
             service_log: dir.join("service.log"),
             container: None,
+            container_env: Vec::new(),
+            cpus: None,
+            mem_mib: None,
+            max_threads: None,
         }
     }
 
