@@ -10,7 +10,9 @@
 //! 2. sends TASK_STARTING, stages the artifacts ([`staging`]) and writes the log upload
 //!    metadata ([`logs_metadata`]);
 //! 3. runs `cmd` plus `extraCmdLineArgs` with `/bin/sh -c` in `app/`, in its own process
-//!    group, as the task user, output appended to `service.log` ([`runtime::process`]);
+//!    group, as the task user ([`runtime::process`]) — or, when `TaskInfo.container.docker`
+//!    is set, in a container of a Docker-API engine ([`runtime::container`],
+//!    [`runtime::docker`]) — output appended to `service.log`;
 //! 4. sends TASK_RUNNING (at once, or when the health-check file appears), handles kills,
 //!    destroys and the thread limit, and sends the terminal update ([`task`]).
 //!
