@@ -101,6 +101,16 @@ impl Harness {
 
     /// Starts the executor in Mesos mode against `agent`.
     pub fn spawn(&self, agent: &FakeAgent, checkpoint: bool) -> Child {
+        self.spawn_with_env(agent, checkpoint, &[])
+    }
+
+    /// [`Harness::spawn`] with extra environment variables for the executor.
+    pub fn spawn_with_env(
+        &self,
+        agent: &FakeAgent,
+        checkpoint: bool,
+        env: &[(&str, &str)],
+    ) -> Child {
         let stderr = fs::File::create(self.stderr_path()).expect("stderr file");
         Command::new(EXECUTOR)
             .arg("--config-dir")
@@ -108,6 +118,7 @@ impl Harness {
             .env_remove("SINGULARITY_CONFIG_DIR")
             .env("RUST_LOG", "info,singularity_executor=debug")
             .envs(agent.env_for_executor(&self.sandbox, checkpoint))
+            .envs(env.iter().copied())
             .current_dir(&self.sandbox)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
