@@ -266,7 +266,7 @@ pub fn prepare(
     let task_dir = naming::task_directory(&input.sandbox, &task_id);
     let app_dir = task_dir.join(&settings.executor.task_app_directory);
     let service_log = task_dir.join(data.effective_service_log());
-    let docker = task.container.as_ref().is_some_and(|c| c.docker.is_some());
+    let docker = crate::runtime::is_docker(task.container.as_ref());
     // A container runs as its image (or `--user`) says: no user switch (spec §4.7).
     let run_as = if docker {
         None

@@ -223,6 +223,7 @@ async fn the_container_gets_the_task_env_intact_the_sandbox_and_its_working_dire
     // The executor's own environment stays outside.
     assert!(!env.contains("RUST_LOG="), "{env}");
     assert!(!env.contains("MESOS_AGENT_ENDPOINT="), "{env}");
+    assert!(!container_exists(&container_name(&id)));
     assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
 }
 
@@ -638,6 +639,8 @@ async fn a_docker_archive_artifact_is_loaded_once_without_any_registry() {
             .contains("archive image present; not loaded")
     );
     assert_eq!(harness.stderr().matches("archive image loaded").count(), 1);
+    assert!(!container_exists(&container_name(&first)));
+    assert!(!container_exists(&container_name(&second)));
 
     let id = singularity_executor::runtime::container::archive_image_id(
         &harness.task_dir(&second).join("images/image.tar"),
@@ -883,4 +886,46 @@ async fn pulls_use_the_configured_registry_credentials() {
     );
     assert!(text.contains("no basic auth credentials"), "{text}");
     services::docker_cli(&["rmi", "-f", &reference]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_get_limits_from_the_task_resources_when_configured() {
+    let harness = harness("dockerLimitsFromResources: true");
+    let agent = FakeAgent::start("fw-1", "ex-1").await;
+    let mut executor = harness.spawn(&agent, true);
+    let id = task_id();
+    let mut task = docker_task(
+        &agent,
+        &id,
+        &json!({"cmd": "sh -c 'echo ready; exec sleep 600'", "maxTaskThreads": 50,
+                "sigKillProcessesAfterMillis": 500}),
+        docker(&services::test_image()),
+    );
+    task.resources = vec![
+        singularity_mesos::types::Resource::scalar("cpus", 0.5),
+        singularity_mesos::types::Resource::scalar("mem", 48.0),
+    ];
+    agent.launch(task);
+    running_and_printed(&agent, &harness, &id, "ready").await;
+    let inspect = services::docker_cli(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}",
+        &container_name(&id),
+    ]);
+    assert!(inspect.status.success(), "{inspect:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&inspect.stdout).trim(),
+        format!("{0} {0} 500000000 50", 48 * 1024 * 1024)
+    );
+    agent.kill(&id, None);
+    let status = wait_terminal(&agent, &id).await;
+    assert_eq!(
+        status.state,
+        TaskState::TaskKilled,
+        "{:#?}",
+        summary(&agent)
+    );
+    assert!(!container_exists(&container_name(&id)));
+    assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
 }

@@ -20,6 +20,14 @@ use std::time::Duration;
 
 use singularity_mesos::ContainerInfo;
 
+/// Whether a task with this `TaskInfo.container` runs in a Docker container: `docker` is set
+/// and the type is `DOCKER` (or absent).
+pub fn is_docker(container: Option<&ContainerInfo>) -> bool {
+    container.is_some_and(|c| {
+        c.docker.is_some() && c.kind != Some(singularity_mesos::types::ContainerType::Mesos)
+    })
+}
+
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -69,9 +77,9 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
-    /// Whether the task runs in a Docker container (`TaskInfo.container.docker` is set).
+    /// Whether the task runs in a Docker container.
     pub fn is_docker(&self) -> bool {
-        self.container.as_ref().is_some_and(|c| c.docker.is_some())
+        is_docker(self.container.as_ref())
     }
 }
 
