@@ -39,6 +39,7 @@
 //! when it cannot start the command.
 
 pub mod agent;
+pub mod container_info;
 pub mod exec_helper;
 pub mod framework_message;
 pub mod launch;

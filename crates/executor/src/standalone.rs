@@ -9,6 +9,9 @@
 //!  "env": {"GREETING": "hello"}}
 //! ```
 //!
+//! A deploy's `containerInfo` (`{"type": "DOCKER", "docker": {"image": ...}}`) runs the task
+//! in a container, translated as the scheduler translates it.
+//!
 //! For the latter the task id is `taskId` when given, else
 //! `<requestId>-<id>-<now ms>-1-<host>-local` (`standalone` for missing ids), and the task
 //! environment carries what the scheduler would set (`TASK_ID`, `TASK_REQUEST_ID`,
@@ -32,6 +35,7 @@ use singularity_mesos::{AgentId, ExecutorId, ExecutorInfo, TaskId, TaskInfo, Tas
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::container_info::DeployContainer;
 use crate::launch::LaunchInput;
 use crate::runtime::TaskRuntime;
 use crate::settings::Settings;
@@ -68,6 +72,7 @@ struct DeployLike {
     executor_data: Value,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    container_info: Option<DeployContainer>,
 }
 
 fn variable(name: &str, value: impl Into<String>) -> EnvironmentVariable {
@@ -114,9 +119,15 @@ pub fn parse_task(bytes: &[u8], now_millis: i64, host: &str) -> Result<TaskInfo,
         ..CommandInfo::default()
     });
     let data = serde_json::to_vec(&deploy.executor_data).map_err(|e| e.to_string())?;
+    let container = deploy
+        .container_info
+        .as_ref()
+        .map(DeployContainer::to_mesos)
+        .transpose()?;
     Ok(TaskInfo {
         executor: Some(executor),
         data: Some(data),
+        container,
         ..TaskInfo::new(
             task_id.clone(),
             TaskId::new(task_id),

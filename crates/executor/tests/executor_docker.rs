@@ -929,3 +929,52 @@ async fn containers_get_limits_from_the_task_resources_when_configured() {
     assert!(!container_exists(&container_name(&id)));
     assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
 }
+
+#[test]
+fn a_standalone_deploy_with_container_info_runs_in_a_container() {
+    let harness = harness("");
+    let file = harness.root.path().join("deploy.json");
+    let deploy = json!({
+        "requestId": "docker-request", "id": "d1",
+        "executorData": {"cmd": "sh -c 'echo standalone $GREETING from $(hostname)'"},
+        "env": {"GREETING": "hello"},
+        "containerInfo": {"type": "DOCKER",
+                          "docker": {"image": services::test_image(), "network": "NONE",
+                                     "dockerParameters": [{"key": "hostname", "value": "boxed"}]}}
+    });
+    std::fs::write(&file, deploy.to_string()).expect("task file");
+    let sandbox = harness.root.path().join("run");
+    let output = harness
+        .run_command(&file, &sandbox)
+        .output()
+        .expect("run the executor");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("TASK_STARTING: Pulling image... (executor pid: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("TASK_RUNNING: Task running process docker - (pid: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("TASK_FINISHED: Process exited normally with code 0\n"),
+        "{stdout}"
+    );
+    let task_dir = std::fs::read_dir(&sandbox)
+        .expect("sandbox")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("task directory");
+    assert_eq!(
+        std::fs::read_to_string(task_dir.join("service.log")).expect("service.log"),
+        "standalone hello from boxed\n"
+    );
+}
