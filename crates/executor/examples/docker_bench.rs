@@ -88,7 +88,11 @@ async fn wait_for_file(path: &Path) -> Instant {
         if path.exists() {
             return Instant::now();
         }
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
 }
@@ -161,7 +165,9 @@ async fn main() {
         let start = Instant::now();
         let run = docker(
             &socket,
-            &["run", "-d", "--name", &name, "--net", "host", &image, "sleep", "1000"],
+            &[
+                "run", "-d", "--name", &name, "--net", "host", &image, "sleep", "1000",
+            ],
         );
         theirs.push(start.elapsed().as_secs_f64() * 1000.0);
         assert!(run.status.success(), "docker run: {run:?}");

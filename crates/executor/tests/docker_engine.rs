@@ -1,6 +1,7 @@
-//! The Docker backend of the container engine interface, against the real engine of
-//! `scripts/services.sh` (dockerd, the local registry on 127.0.0.1:5000, `local/busybox:1`).
-//! `SINGULARITY_TEST_DOCKER_HOST` points the same suite at another Docker-API engine (podman).
+//! The Docker backend of the container engine interface, against both real engines of
+//! `scripts/services.sh`: dockerd and podman's Docker-compatible service (each with
+//! `local/busybox:1`), and the local registry on 127.0.0.1:5000. Every case runs once per
+//! engine (`docker::*`, `podman::*`) and asserts the same outcomes on both.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -14,15 +15,71 @@ use singularity_executor::runtime::container::{
 use singularity_executor::runtime::docker::DockerEngine;
 use singularity_test_support::{self as services, docker_cli, unique_name};
 
-fn engine() -> DockerEngine {
-    DockerEngine::new(services::docker_socket(), Duration::from_secs(30))
+/// The engine under test.
+struct Target {
+    /// `docker` or `podman`, as [`DockerEngine::version`] names it.
+    name: &'static str,
+    engine: DockerEngine,
+    /// The test image, as this engine knows it.
+    image: String,
 }
 
-fn busybox(name: &str, cmd: &[&str]) -> ContainerConfig {
-    let mut config = ContainerConfig::new(name, services::test_image());
-    config.cmd = Some(cmd.iter().map(|s| (*s).to_owned()).collect());
-    config
+impl Target {
+    fn docker() -> Self {
+        Self::at("docker", services::docker_socket())
+    }
+
+    fn podman() -> Self {
+        Self::at("podman", services::podman_socket())
+    }
+
+    fn at(name: &'static str, socket: PathBuf) -> Self {
+        let image = services::test_image_in(&socket);
+        Self {
+            name,
+            engine: DockerEngine::new(socket, Duration::from_secs(30)),
+            image,
+        }
+    }
+
+    fn busybox(&self, name: &str, cmd: &[&str]) -> ContainerConfig {
+        let mut config = ContainerConfig::new(name, &self.image);
+        config.cmd = Some(cmd.iter().map(|s| (*s).to_owned()).collect());
+        config
+    }
 }
+
+/// Each case as a `#[tokio::test]` per engine.
+macro_rules! on_both_engines {
+    ($($case:ident),* $(,)?) => {
+        mod docker {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Target::docker()).await;
+                }
+            )*
+        }
+        mod podman {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Target::podman()).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    the_engine_is_the_one_configured,
+    a_container_runs_its_output_is_captured_and_its_exit_code_returned,
+    signals_reach_the_main_process_and_stop_kills_at_the_grace,
+    a_taken_name_and_signalling_a_stopped_container_are_conflicts,
+    the_memory_limit_oom_kills_and_says_so,
+    images_are_inspected_pulled_saved_loaded_and_removed,
+    a_broken_tarball_and_an_unreachable_engine_are_errors_with_messages,
+);
 
 /// Output collected from a container's attach stream.
 #[derive(Clone, Default)]
@@ -65,15 +122,23 @@ async fn run(engine: &DockerEngine, config: &ContainerConfig) -> (String, Output
 const TRAPS_TERM: &str =
     "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.1; done";
 
-#[tokio::test]
-async fn a_container_runs_its_output_is_captured_and_its_exit_code_returned() {
-    let engine = engine();
+async fn the_engine_is_the_one_configured(target: Target) {
+    // A podman case that reached dockerd would prove nothing about podman.
+    let version = target.engine.version().await.expect("version");
+    assert!(
+        version.starts_with(&format!("{} ", target.name)),
+        "{version}"
+    );
+}
+
+async fn a_container_runs_its_output_is_captured_and_its_exit_code_returned(target: Target) {
+    let engine = &target.engine;
     let name = unique_name("se-test-engine");
-    let config = busybox(
+    let config = target.busybox(
         &name,
         &["sh", "-c", "echo to stdout; echo to stderr >&2; exit 3"],
     );
-    let (id, output) = run(&engine, &config).await;
+    let (id, output) = run(engine, &config).await;
     let exit = engine.wait(&id).await.expect("wait");
     assert_eq!(exit.code, 3);
     assert!(!exit.oom_killed);
@@ -87,11 +152,14 @@ async fn a_container_runs_its_output_is_captured_and_its_exit_code_returned() {
     assert_eq!(again.kind, EngineErrorKind::NotFound);
 }
 
-#[tokio::test]
-async fn signals_reach_the_main_process_and_stop_kills_at_the_grace() {
-    let engine = engine();
+async fn signals_reach_the_main_process_and_stop_kills_at_the_grace(target: Target) {
+    let engine = &target.engine;
     let trapping = unique_name("se-test-engine");
-    let (id, output) = run(&engine, &busybox(&trapping, &["sh", "-c", TRAPS_TERM])).await;
+    let (id, output) = run(
+        engine,
+        &target.busybox(&trapping, &["sh", "-c", TRAPS_TERM]),
+    )
+    .await;
     let pid = engine
         .main_pid(&id)
         .await
@@ -111,7 +179,7 @@ async fn signals_reach_the_main_process_and_stop_kills_at_the_grace() {
 
     // PID 1 without a handler ignores SIGTERM: stop must SIGKILL at the grace.
     let ignoring = unique_name("se-test-engine");
-    let (id, _output) = run(&engine, &busybox(&ignoring, &["sleep", "60"])).await;
+    let (id, _output) = run(engine, &target.busybox(&ignoring, &["sleep", "60"])).await;
     let started = Instant::now();
     engine
         .stop(&id, Duration::from_secs(1))
@@ -131,31 +199,70 @@ async fn signals_reach_the_main_process_and_stop_kills_at_the_grace() {
     assert_eq!(gone.kind, EngineErrorKind::NotFound);
 }
 
-#[tokio::test]
-async fn the_memory_limit_oom_kills_and_says_so() {
-    let engine = engine();
+async fn a_taken_name_and_signalling_a_stopped_container_are_conflicts(target: Target) {
+    // The runtime removes a leftover of the same name on Conflict, and treats a Conflict from
+    // signal as "already stopped".
+    let engine = &target.engine;
+    let name = unique_name("se-test-engine");
+    let config = target.busybox(&name, &["true"]);
+    let id = engine.create(&config).await.expect("create");
+    let taken = engine.create(&config).await.expect_err("name taken");
+    assert_eq!(taken.kind, EngineErrorKind::Conflict, "{taken:?}");
+    assert!(taken.message.contains(&name), "{taken:?}");
+
+    let not_started = engine
+        .signal(&id, StopSignal::Terminate)
+        .await
+        .expect_err("not running");
+    assert_eq!(
+        not_started.kind,
+        EngineErrorKind::Conflict,
+        "{not_started:?}"
+    );
+    engine.start(&id).await.expect("start");
+    assert_eq!(engine.wait(&id).await.expect("wait").code, 0);
+    let exited = engine
+        .signal(&id, StopSignal::Kill)
+        .await
+        .expect_err("not running");
+    assert_eq!(exited.kind, EngineErrorKind::Conflict, "{exited:?}");
+    engine.remove(&id).await.expect("remove");
+}
+
+async fn the_memory_limit_oom_kills_and_says_so(target: Target) {
+    let engine = &target.engine;
     let name = unique_name("se-test-engine");
     // tail keeps the last lines of a file without newlines: all of it.
-    let mut config = busybox(&name, &["tail", "/dev/zero"]);
+    let mut config = target.busybox(&name, &["tail", "/dev/zero"]);
     config.memory = Some(16 * 1024 * 1024);
-    let (id, _output) = run(&engine, &config).await;
+    let (id, _output) = run(engine, &config).await;
     let exit = engine.wait(&id).await.expect("wait");
     engine.remove(&id).await.expect("remove");
     assert!(exit.oom_killed, "{exit:?}");
     assert_eq!(exit.code, 137);
+
+    // A SIGKILL that is not the OOM killer's, under the same limit, is not an OOM kill.
+    let name = unique_name("se-test-engine");
+    let mut config = target.busybox(&name, &["sleep", "60"]);
+    config.memory = Some(16 * 1024 * 1024);
+    let (id, _output) = run(engine, &config).await;
+    engine.signal(&id, StopSignal::Kill).await.expect("SIGKILL");
+    let exit = engine.wait(&id).await.expect("wait");
+    engine.remove(&id).await.expect("remove");
+    assert!(!exit.oom_killed, "{exit:?}");
+    assert_eq!(exit.code, 137);
 }
 
-#[tokio::test]
-async fn images_are_inspected_pulled_saved_loaded_and_removed() {
-    let engine = engine();
-    let local = services::test_image();
+async fn images_are_inspected_pulled_saved_loaded_and_removed(target: Target) {
+    let engine = &target.engine;
+    let local = &target.image;
     let id = engine
-        .image_id(&local)
+        .image_id(local)
         .await
         .expect("inspect")
         .expect("present");
     assert!(id.starts_with("sha256:"), "{id}");
-    let described = engine.inspect_image(&local).await.expect("inspect");
+    let described = engine.inspect_image(local).await.expect("inspect");
     assert_eq!(described["Id"], serde_json::Value::String(id.clone()));
     assert_eq!(
         engine.image_id("se-test/none:0").await.expect("inspect"),
@@ -191,11 +298,13 @@ async fn images_are_inspected_pulled_saved_loaded_and_removed() {
         "{missing:?}"
     );
 
-    // A new image of its own (a commit with a unique label), saved, removed, then loaded.
+    // A new image of its own (a commit with a unique label), saved by dockerd as the executor
+    // gets archives, removed there, then loaded into the engine under test.
     let tag = format!("se-test/{}:1", unique_name("load"));
     let container = unique_name("se-test-commit");
+    let docker_image = services::test_image();
     assert!(
-        docker_cli(&["create", "--name", &container, &local, "true"])
+        docker_cli(&["create", "--name", &container, &docker_image, "true"])
             .status
             .success()
     );
@@ -211,8 +320,8 @@ async fn images_are_inspected_pulled_saved_loaded_and_removed() {
     let tarball_arg = tarball.display().to_string();
     let saved = docker_cli(&["save", "-o", &tarball_arg, &tag]);
     assert!(saved.status.success(), "{saved:?}");
+    assert!(docker_cli(&["rmi", &tag]).status.success());
     let image_id = archive_image_id(&tarball).expect("manifest");
-    engine.remove_image(&tag).await.expect("remove");
     assert_eq!(engine.image_id(&image_id).await.expect("inspect"), None);
     engine.load_image(&tarball).await.expect("load");
     assert_eq!(
@@ -220,14 +329,18 @@ async fn images_are_inspected_pulled_saved_loaded_and_removed() {
         Some(image_id.clone())
     );
     engine.remove_image(&image_id).await.expect("remove");
+    assert_eq!(engine.image_id(&image_id).await.expect("inspect"), None);
 }
 
-#[tokio::test]
-async fn a_broken_tarball_and_an_unreachable_engine_are_errors_with_messages() {
+async fn a_broken_tarball_and_an_unreachable_engine_are_errors_with_messages(target: Target) {
     let dir = tempfile::tempdir().expect("temp dir");
     let tarball = dir.path().join("broken.tar");
     std::fs::write(&tarball, b"not a tar at all").expect("write");
-    let error = engine().load_image(&tarball).await.expect_err("broken");
+    let error = target
+        .engine
+        .load_image(&tarball)
+        .await
+        .expect_err("broken");
     assert!(!error.message.is_empty());
 
     let nowhere = DockerEngine::new(dir.path().join("no.sock"), Duration::from_secs(2));

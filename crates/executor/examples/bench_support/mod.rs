@@ -30,7 +30,15 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
 /// Returns the config directory.
 pub fn config(root: &Path, executor_extra: &str) -> PathBuf {
     let etc = root.join("etc");
-    for d in ["etc", "sandbox", "tasks", "s3", "tail", "cache", "logrotate.d"] {
+    for d in [
+        "etc",
+        "sandbox",
+        "tasks",
+        "s3",
+        "tail",
+        "cache",
+        "logrotate.d",
+    ] {
         fs::create_dir_all(root.join(d)).expect("mkdir");
     }
     let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
