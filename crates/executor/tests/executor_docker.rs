@@ -978,3 +978,47 @@ fn a_standalone_deploy_with_container_info_runs_in_a_container() {
         "standalone hello from boxed\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destroy_kills_a_container_at_once_during_its_grace() {
+    let harness = harness("dockerStopTimeout: 60");
+    let agent = FakeAgent::start("fw-1", "ex-1").await;
+    let mut executor = harness.spawn(&agent, true);
+    let id = task_id();
+    agent.launch(docker_task(
+        &agent,
+        &id,
+        &json!({"cmd": "sh -c 'echo ready; exec sleep 600'"}),
+        docker(&services::test_image()),
+    ));
+    running_and_printed(&agent, &harness, &id, "ready").await;
+    // A graceful kill in progress (60 s for a PID 1 ignoring SIGTERM) is cut short.
+    agent.kill(&id, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!states(&agent, &id).iter().any(|s| s.is_terminal()));
+
+    let destroyed_at = Instant::now();
+    let destroy = json!({
+        "@class": ".SingularityTaskDestroyFrameworkMessage",
+        "taskId": {"requestId": "r", "deployId": "dep1", "startedAt": 1, "instanceNo": 1,
+                   "host": "testhost", "sanitizedHost": "testhost", "rackId": "rack1",
+                   "sanitizedRackId": "rack1", "id": id},
+        "user": "ops@example.com"
+    });
+    agent.message(destroy.to_string().into_bytes());
+    let status = wait_terminal(&agent, &id).await;
+    assert!(
+        destroyed_at.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        destroyed_at.elapsed()
+    );
+    assert_eq!(status.state, TaskState::TaskKilled);
+    assert!(
+        message(&status).starts_with("Task killed forcibly by ops@example.com (shutdownTime: "),
+        "{}",
+        message(&status)
+    );
+    assert!(!container_exists(&container_name(&id)));
+    assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
+    assert_no_rejections(&agent);
+}
