@@ -11,12 +11,16 @@
 #   2. 50 x 20 MiB:   50 concurrent POSTs vs one s5cmd cp of the 50 objects
 #   3. 16 identical concurrent POSTs of the 1 GiB object vs 1 POST
 #   4. peak RSS of the daemon (VmHWM) during each of the above
+# and, for 1 and 2, the CPU seconds the daemon (or s5cmd) and the S3 server used, and the
+# load average when each measurement started: the server shares the machine, so CPU spent
+# by the client is time taken from the server.
 #
 # Needs: cargo, curl, md5sum, s5cmd (scripts/services.sh up installs it), ~6 GiB free in
 # BENCH_DIR (default: a new directory under /var/tmp). Everything started here is stopped by
-# pid on exit. Environment: RUNS, BENCH_DIR, KEEP=1 (keep BENCH_DIR), and the daemon's
-# transfer settings DOWNLOAD_PART_SIZE_BYTES, DOWNLOAD_PART_CONCURRENCY, NUM_DOWNLOADER_THREADS
-# (defaults: the shipped ones).
+# pid on exit. Environment: RUNS, BENCH_DIR, KEEP=1 (keep BENCH_DIR), DAEMON (another build
+# of the daemon to measure, e.g. a copy of an earlier one), and the daemon's transfer settings
+# DOWNLOAD_PART_SIZE_BYTES, DOWNLOAD_PART_CONCURRENCY, NUM_DOWNLOADER_THREADS (defaults: the
+# shipped ones).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,6 +40,12 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# CPU seconds (user + system) a live process has used.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# CPU seconds (user + system) of this shell's finished children, from `times` output in $1.
+children_cpu() { awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.2f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1"; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # The Go binary itself, not the Python wrapper on PATH (whose start-up would be timed too).
 S5CMD=${S5CMD:-}
@@ -67,7 +77,7 @@ trap cleanup EXIT
 
 log "building release binaries"
 (cd "$REPO" && cargo build --release --quiet -p singularity-s3-downloader -p singularity-test-support --bins)
-DAEMON="$REPO/target/release/singularity-s3-downloader"
+DAEMON=${DAEMON:-$REPO/target/release/singularity-s3-downloader}
 S3_SERVER="$REPO/target/release/singularity-test-s3"
 
 # --- S3 server -----------------------------------------------------------------------------
@@ -177,6 +187,7 @@ export -f post die log
 export BENCH_DIR BUCKET DL_PORT
 
 declare -a T_FETCH_BIG T_S5_BIG T_DL_BIG T_S5_SMALL T_DL_SMALL T_ONE T_SIXTEEN HWM_BIG HWM_SMALL HWM_SIXTEEN
+declare -a C_S5_BIG C_DL_BIG C_S5_SMALL C_DL_SMALL S_S5_BIG S_DL_BIG S_S5_SMALL S_DL_SMALL LOADS
 
 for run in $(seq "$RUNS"); do
     log "run $run of $RUNS"
@@ -188,14 +199,25 @@ for run in $(seq "$RUNS"); do
         mkdir -p "$OUT"
         sync
         if [ "$who" = s5cmd ]; then
+            LOADS+=("$(load1)")
+            server=$(cpu_of "$S3_PID")
+            times >"$BENCH_DIR/times.0"
             t=$(now)
             s5 cp "s3://$BUCKET/big/big.bin" "$OUT/big.bin" >/dev/null
             T_S5_BIG+=("$(elapsed "$t")")
+            times >"$BENCH_DIR/times.1"
+            S_S5_BIG+=("$(minus "$(cpu_of "$S3_PID")" "$server")")
+            C_S5_BIG+=("$(minus "$(children_cpu "$BENCH_DIR/times.1")" "$(children_cpu "$BENCH_DIR/times.0")")")
         else
             start_daemon
+            LOADS+=("$(load1)")
+            server=$(cpu_of "$S3_PID")
+            daemon=$(cpu_of "$DAEMON_PID")
             t=$(now)
             post big/big.bin big.bin "$BIG_MD5" "$MESOS/task-big"
             T_DL_BIG+=("$(elapsed "$t")")
+            S_DL_BIG+=("$(minus "$(cpu_of "$S3_PID")" "$server")")
+            C_DL_BIG+=("$(minus "$(cpu_of "$DAEMON_PID")" "$daemon")")
             T_FETCH_BIG+=("$(metric s3_downloader_download_duration_seconds_sum)")
             stop_daemon
             HWM_BIG+=("$HWM")
@@ -209,16 +231,27 @@ for run in $(seq "$RUNS"); do
         mkdir -p "$OUT"
         sync
         if [ "$who" = s5cmd ]; then
+            LOADS+=("$(load1)")
+            server=$(cpu_of "$S3_PID")
+            times >"$BENCH_DIR/times.0"
             t=$(now)
             s5 cp "s3://$BUCKET/small/*" "$OUT/" >/dev/null
             T_S5_SMALL+=("$(elapsed "$t")")
+            times >"$BENCH_DIR/times.1"
+            S_S5_SMALL+=("$(minus "$(cpu_of "$S3_PID")" "$server")")
+            C_S5_SMALL+=("$(minus "$(children_cpu "$BENCH_DIR/times.1")" "$(children_cpu "$BENCH_DIR/times.0")")")
         else
             start_daemon
+            LOADS+=("$(load1)")
+            server=$(cpu_of "$S3_PID")
+            daemon=$(cpu_of "$DAEMON_PID")
             t=$(now)
             for name in "${!SMALL_MD5[@]}"; do
                 echo "small/$name $name ${SMALL_MD5[$name]} $MESOS/task-${name%.bin}"
             done | xargs -P 50 -L 1 bash -c 'post "$@"' _
             T_DL_SMALL+=("$(elapsed "$t")")
+            S_DL_SMALL+=("$(minus "$(cpu_of "$S3_PID")" "$server")")
+            C_DL_SMALL+=("$(minus "$(cpu_of "$DAEMON_PID")" "$daemon")")
             stop_daemon
             HWM_SMALL+=("$HWM")
             [ "$(find "$MESOS" -name '*.bin' | wc -l)" = 50 ] || die "not all 50 objects placed"
@@ -229,6 +262,7 @@ for run in $(seq "$RUNS"); do
     rm -rf "$OUT" "${MESOS:?}"/*
     sync
     start_daemon
+    LOADS+=("$(load1)")
     t=$(now)
     post big/big.bin big.bin "$BIG_MD5" "$MESOS/task-one"
     T_ONE+=("$(elapsed "$t")")
@@ -236,6 +270,7 @@ for run in $(seq "$RUNS"); do
     rm -rf "${MESOS:?}"/*
     sync
     start_daemon
+    LOADS+=("$(load1)")
     t=$(now)
     for _ in $(seq 16); do
         echo "big/big.bin big.bin $BIG_MD5 $MESOS/task-same"
@@ -254,6 +289,9 @@ fetch_big=$(printf '%s\n' "${T_FETCH_BIG[@]}" | median)
 one=$(printf '%s\n' "${T_ONE[@]}" | median)
 sixteen=$(printf '%s\n' "${T_SIXTEEN[@]}" | median)
 max_kib() { printf '%s\n' "$@" | sort -n | tail -1; }
+med() { printf '%s\n' "$@" | median; }
+load_min=$(printf '%s\n' "${LOADS[@]}" | sort -g | head -1)
+load_max=$(printf '%s\n' "${LOADS[@]}" | sort -g | tail -1)
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 cat <<EOF
@@ -271,11 +309,17 @@ settings: ${DOWNLOAD_PART_SIZE_BYTES:-default} part size, ${DOWNLOAD_PART_CONCUR
 |---|---|---|---|
 | 1 GiB, cold | $sixteen | $one | $(ratio "$sixteen" "$one") |
 
+| CPU seconds, medians | daemon | S3 server | s5cmd | S3 server |
+|---|---|---|---|---|
+| 1 x 1 GiB | $(med "${C_DL_BIG[@]}") | $(med "${S_DL_BIG[@]}") | $(med "${C_S5_BIG[@]}") | $(med "${S_S5_BIG[@]}") |
+| 50 x 20 MiB | $(med "${C_DL_SMALL[@]}") | $(med "${S_DL_SMALL[@]}") | $(med "${C_S5_SMALL[@]}") | $(med "${S_S5_SMALL[@]}") |
+
 | peak RSS of the daemon (VmHWM, MiB) | max over runs |
 |---|---|
 | during 1 x 1 GiB | $(mib "$(max_kib "${HWM_BIG[@]}")") |
 | during 50 x 20 MiB | $(mib "$(max_kib "${HWM_SMALL[@]}")") |
 | during 16 x 1 GiB identical | $(mib "$(max_kib "${HWM_SIXTEEN[@]}")") |
 
+load average (1 min) at the start of the measurements: $load_min to $load_max, $(nproc) CPUs
 raw: s5cmd 1 GiB ${T_S5_BIG[*]} | daemon 1 GiB ${T_DL_BIG[*]} (S3 to cache ${T_FETCH_BIG[*]}) | s5cmd 50x20 MiB ${T_S5_SMALL[*]} | daemon 50x20 MiB ${T_DL_SMALL[*]} | 1 request ${T_ONE[*]} | 16 requests ${T_SIXTEEN[*]}
 EOF

@@ -12,6 +12,16 @@
 //! needs one hashes the file again. A file rewritten in place with the same size and the same
 //! mtime is not noticed; only root can do that here, and the cache directory belongs to root.
 //!
+//! # Durability
+//!
+//! A download named by its md5 may enter the cache before its bytes are on disk
+//! ([`ArtifactCache::insert_unsynced`]): while the process runs, readers see the page cache,
+//! which holds exactly the verified bytes. Its md5 reaches the index only once the file has
+//! been fsynced ([`ArtifactCache::mark_synced`]). After a power loss such a file may have
+//! the right size and the wrong bytes, but its row (if it survived) has no md5, so the first
+//! hit hashes it again and a damaged file is a miss, downloaded anew. Files the index does
+//! not know are adopted without an md5 and checked the same way.
+//!
 //! # Leases and eviction
 //!
 //! Every entry handed out comes with a [`Lease`]; while any lease on an entry is alive the
@@ -160,6 +170,10 @@ struct Entry {
     seq: u64,
     hits: i64,
     leases: usize,
+    /// The file's bytes are known to be on disk, so its md5 may be written to the index.
+    synced: bool,
+    /// Tells this file apart from a later one of the same name.
+    generation: u64,
 }
 
 /// An index write, applied in order by the writer task.
@@ -187,7 +201,12 @@ impl Row {
             name: name.to_owned(),
             size: entry.size,
             mtime_ns: entry.mtime_ns,
-            md5: entry.md5.clone(),
+            // Trusted after a restart, so only once the bytes it describes are on disk.
+            md5: if entry.synced {
+                entry.md5.clone()
+            } else {
+                None
+            },
             created_ms: entry.created_ms,
             last_used_ms: entry.last_used_ms,
             hits: entry.hits,
@@ -263,6 +282,14 @@ impl Drop for Lease {
             self.cache.evict(&mut state);
         }
     }
+}
+
+/// A cache entry whose bytes may not be on disk yet, from [`ArtifactCache::insert_unsynced`].
+#[derive(Debug)]
+#[must_use = "pass it to ArtifactCache::mark_synced once the file is fsynced"]
+pub struct Unsynced {
+    name: String,
+    generation: u64,
 }
 
 /// What a lookup found on disk for a name.
@@ -449,9 +476,51 @@ impl ArtifactCache {
     }
 
     /// Indexes the file just renamed to `dir/name` (replacing any entry of that name), whose
-    /// content has md5 `md5` when known, leases it, then evicts other entries until the cache
-    /// is within its bound.
+    /// content is on disk and has md5 `md5` when known, leases it, then evicts other entries
+    /// until the cache is within its bound.
     pub async fn insert(&self, name: &str, md5: Option<String>) -> Result<Lease, CacheError> {
+        self.insert_entry(name, md5, true)
+            .await
+            .map(|(lease, _)| lease)
+    }
+
+    /// Like [`Self::insert`] for a file whose bytes may still be only in the page cache: the
+    /// md5 is trusted in memory at once, but written to the index only when
+    /// [`Self::mark_synced`] is given the returned token after an fsync (see the module docs).
+    pub async fn insert_unsynced(
+        &self,
+        name: &str,
+        md5: String,
+    ) -> Result<(Lease, Unsynced), CacheError> {
+        let (lease, generation) = self.insert_entry(name, Some(md5), false).await?;
+        let unsynced = Unsynced {
+            name: name.to_owned(),
+            generation,
+        };
+        Ok((lease, unsynced))
+    }
+
+    /// Records that the file of an [`Self::insert_unsynced`] entry is on disk, so that its md5
+    /// is kept across restarts. Nothing happens if the entry has been replaced or evicted
+    /// since.
+    pub fn mark_synced(&self, unsynced: Unsynced) {
+        let mut state = self.inner.lock();
+        if let Some(entry) = state.entries.get_mut(&unsynced.name)
+            && entry.generation == unsynced.generation
+            && !entry.synced
+        {
+            entry.synced = true;
+            self.inner
+                .write(IndexWrite::Upsert(Row::of(&unsynced.name, entry)));
+        }
+    }
+
+    async fn insert_entry(
+        &self,
+        name: &str,
+        md5: Option<String>,
+        synced: bool,
+    ) -> Result<(Lease, u64), CacheError> {
         let path = self.inner.dir.join(name);
         let meta = tokio::fs::metadata(&path)
             .await
@@ -474,6 +543,8 @@ impl ArtifactCache {
             seq,
             hits,
             leases: leases + 1,
+            synced,
+            generation: seq,
         };
         self.inner.write(IndexWrite::Upsert(Row::of(name, &entry)));
         if let Some(old) = state.entries.insert(name.to_owned(), entry) {
@@ -483,11 +554,12 @@ impl ArtifactCache {
         if state.bytes > self.inner.max_bytes {
             self.inner.evict(&mut state);
         }
-        Ok(Lease {
+        let lease = Lease {
             cache: Arc::clone(&self.inner),
             name: Arc::from(name),
             size: stamp.size,
-        })
+        };
+        Ok((lease, seq))
     }
 
     /// A new, empty temp file in the cache directory (mode `rw-r--r--`), removed when the
@@ -555,6 +627,8 @@ impl Inner {
         entry.size = stamp.size;
         entry.mtime_ns = stamp.mtime_ns;
         entry.md5 = None;
+        // Another writer's file now, no longer a download of ours waiting for its fsync.
+        entry.synced = true;
         self.write(IndexWrite::Upsert(Row::of(name, entry)));
         None
     }
@@ -588,6 +662,8 @@ impl Inner {
                 seq,
                 hits: 0,
                 leases: 0,
+                synced: true,
+                generation: seq,
             });
         let old_size = entry.size;
         entry.size = stamp.size;
@@ -704,6 +780,8 @@ async fn reconcile(dir: &Path, db_path: &Path, pool: &SqlitePool) -> Result<Stat
             seq: 0,
             hits,
             leases: 0,
+            synced: true,
+            generation: 0,
         };
         if entry.size != stamp.size || entry.mtime_ns != stamp.mtime_ns {
             entry.size = stamp.size;
@@ -727,6 +805,8 @@ async fn reconcile(dir: &Path, db_path: &Path, pool: &SqlitePool) -> Result<Stat
             seq: 0,
             hits: 0,
             leases: 0,
+            synced: true,
+            generation: 0,
         };
         tracing::info!(
             name,
@@ -919,6 +999,47 @@ mod tests {
                 max_bytes: 25
             }
         );
+    }
+
+    #[tokio::test]
+    async fn an_md5_reaches_the_index_only_once_the_file_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "n", 3);
+        let md5 = singularity_artifacts::md5_bytes(&[7, 7, 7]);
+        let path = dir.path().to_owned();
+        let reopened_md5 = |cache: ArtifactCache| {
+            let path = path.clone();
+            async move {
+                cache.flush().await;
+                drop(cache);
+                let cache = ArtifactCache::open(&path, 1000).await.unwrap();
+                cache.inner.lock().entries["n"].md5.clone()
+            }
+        };
+
+        // Trusted in memory at once, forgotten by a restart before the sync.
+        let cache = ArtifactCache::open(dir.path(), 1000).await.unwrap();
+        let (lease, _unsynced) = cache.insert_unsynced("n", md5.clone()).await.unwrap();
+        assert_eq!(lease.md5().as_deref(), Some(md5.as_str()));
+        assert!(cache.get("n", Some(3), Some(&md5)).await.unwrap().is_some());
+        drop(lease);
+        assert_eq!(reopened_md5(cache).await, None);
+
+        // Kept once synced.
+        let cache = ArtifactCache::open(dir.path(), 1000).await.unwrap();
+        let (lease, unsynced) = cache.insert_unsynced("n", md5.clone()).await.unwrap();
+        cache.mark_synced(unsynced);
+        drop(lease);
+        assert_eq!(reopened_md5(cache).await.as_deref(), Some(md5.as_str()));
+
+        // The sync of a file since replaced under the same name vouches for nothing.
+        let cache = ArtifactCache::open(dir.path(), 1000).await.unwrap();
+        let (first, stale) = cache.insert_unsynced("n", md5.clone()).await.unwrap();
+        let (second, _pending) = cache.insert_unsynced("n", md5.clone()).await.unwrap();
+        cache.mark_synced(stale);
+        assert!(!cache.inner.lock().entries["n"].synced);
+        drop((first, second));
+        assert_eq!(reopened_md5(cache).await, None);
     }
 
     #[tokio::test]

@@ -4,21 +4,29 @@
 //!
 //! [`Fetcher::fetch`] first looks in the cache (see [`crate::cache`] for what a hit needs).
 //! On a miss it downloads into a temp file in the cache directory, checks the size and md5,
-//! fsyncs, and renames the file to its cache name (mode `rw-r--r--`); a failed download
-//! leaves nothing behind. Concurrent fetches of the same artifact (bucket, key, md5,
+//! and renames the file to its cache name (mode `rw-r--r--`); a failed download leaves
+//! nothing behind. Concurrent fetches of the same artifact (bucket, key, md5,
 //! filename, size) share one flight: a task of its own that every caller waits on, so a
 //! caller giving up (its future dropped) neither cancels the download nor disturbs the
 //! others, and every caller gets the same result or the same error.
+//!
+//! # Durability
+//!
+//! A download with an md5 is handed out as soon as it is renamed; the fsync runs afterwards,
+//! off the callers' path, and only then does the index record the md5 (see the cache's docs
+//! on durability): a file a power loss damaged is hashed again, and found wrong, at its first
+//! hit. Without an md5 nothing could tell, so such a download is fsynced before the rename,
+//! with its pages handed to writeback while it streams in so that the fsync is short.
 //!
 //! # Memory
 //!
 //! md5 needs the bytes in order while parts arrive in parallel, so parts ahead of the first
 //! unhashed one are held in memory until their turn. A part holds one of `part_concurrency`
 //! permits, shared by all downloads, from its request until it is hashed: however many
-//! downloads run, the bytes held are at most `part_concurrency × part_size` (16 MiB with the
-//! defaults), and one download alone gets the whole width. Java's `s3ChunkSize` default
-//! (100 MiB) suited its thread-per-chunk design, not this one: used as `part_size`, it would
-//! multiply that bound by 50.
+//! downloads run, the bytes held are at most `part_concurrency × part_size` (16 MiB with
+//! [`FetchSettings::default`]), and one download alone gets the whole width. Java's
+//! `s3ChunkSize` default (100 MiB) suited its thread-per-chunk design, not this one: used as
+//! `part_size`, it would multiply that bound by 50.
 
 mod clients;
 mod engine;
@@ -37,7 +45,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
 pub use self::clients::{ConfiguredS3Clients, S3Clients};
-use self::engine::{EngineConfig, EngineError, Transfer};
+use self::engine::{EngineConfig, EngineError, PartBudget, Transfer};
 use self::retry::RetryPolicy;
 use self::s3::S3Object;
 use crate::cache::{ArtifactCache, CacheError, CacheStats, Lease, TEMP_PREFIX};
@@ -268,7 +276,7 @@ struct Shared {
     settings: FetchSettings,
     slots: Semaphore,
     /// Parts of all downloads in flight or waiting to be hashed: the memory bound.
-    parts_budget: Arc<Semaphore>,
+    parts_budget: Arc<PartBudget>,
     flights: Mutex<HashMap<Wanted, watch::Receiver<Option<FlightResult>>>>,
     active: AtomicUsize,
     tasks: TaskTracker,
@@ -466,7 +474,7 @@ impl Fetcher {
                 cache,
                 clients,
                 slots: Semaphore::new(settings.max_concurrent_downloads.max(1)),
-                parts_budget: Arc::new(Semaphore::new(settings.part_concurrency.max(1))),
+                parts_budget: Arc::new(PartBudget::new(settings.part_concurrency)),
                 settings,
                 flights: Mutex::new(HashMap::new()),
                 active: AtomicUsize::new(0),
@@ -667,16 +675,19 @@ impl Shared {
         }
     }
 
-    fn engine_config(&self) -> EngineConfig {
+    fn engine_config(&self, wanted: &Wanted) -> EngineConfig {
         EngineConfig {
             part_size: self.settings.part_size.max(1),
             part_concurrency: self.settings.part_concurrency.max(1),
             part_timeout: self.settings.part_timeout,
             retry: RetryPolicy::with_retries(self.settings.part_retries),
+            // Only a download without an md5 is fsynced before anyone may use it.
+            write_behind: wanted.md5.is_none(),
         }
     }
 
-    /// Downloads into a temp file, verifies, makes it durable and renames it into the cache.
+    /// Downloads into a temp file, verifies it and renames it into the cache; makes it durable
+    /// before the rename (no md5) or after it, in the background (see the module docs).
     async fn download(
         &self,
         wanted: &Wanted,
@@ -693,7 +704,7 @@ impl Shared {
             source,
             Arc::clone(&file),
             wanted.size,
-            self.engine_config(),
+            self.engine_config(wanted),
             Arc::clone(&self.parts_budget),
             bytes_read,
         )
@@ -709,10 +720,50 @@ impl Shared {
                 actual: transfer.md5,
             });
         }
-        // Durable before it appears under its name, so a crash never leaves a cache entry
-        // with a hole in it. The rename itself is not made durable: lost in a crash, it
-        // costs a download again, nothing more.
         let dest = self.cache.dir().join(&wanted.cache_name);
+        if wanted.md5.is_some() {
+            // Named by its md5, so a hit whose md5 the index does not vouch for hashes the
+            // file first: the entry can be used at once and made durable afterwards, off the
+            // requests' path (see the cache's docs on durability).
+            let path = dest.clone();
+            tokio::task::spawn_blocking(move || temp.persist(&dest).map_err(|e| e.error))
+                .await
+                .map_err(|e| wanted.internal(format!("rename task: {e}")))?
+                .map_err(|e| wanted.io_error("rename a download to", path.clone(), e))?;
+            let (lease, unsynced) = self
+                .cache
+                .insert_unsynced(&wanted.cache_name, transfer.md5.clone())
+                .await
+                .map_err(|e| wanted.cache_error(e))?;
+            let cache = self.cache.clone();
+            self.tasks.spawn(async move {
+                let syncing = Instant::now();
+                match tokio::task::spawn_blocking(move || file.sync_all()).await {
+                    Ok(Ok(())) => {
+                        cache.mark_synced(unsynced);
+                        tracing::debug!(
+                            path = %path.display(),
+                            fsync_ms = syncing.elapsed().as_millis(),
+                            "download on disk"
+                        );
+                    }
+                    // The index keeps no md5 for it, so after a restart the file is hashed
+                    // again before it is used.
+                    Ok(Err(error)) => tracing::warn!(
+                        path = %path.display(),
+                        %error,
+                        "fsync of a download failed"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "fsync task failed")
+                    }
+                }
+            });
+            return Ok((lease, transfer));
+        }
+        // Without an md5 nothing could tell a damaged file from a good one after a crash, so
+        // it is durable before it appears under its name. The rename itself is not made
+        // durable: lost in a crash, it costs a download again, nothing more.
         let landed = tokio::task::spawn_blocking(move || {
             let syncing = Instant::now();
             file.sync_all()

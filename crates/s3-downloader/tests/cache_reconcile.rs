@@ -5,7 +5,7 @@ mod fetch_common;
 
 use fetch_common::{Env, MIB, random_bytes, settings};
 use singularity_common::records::S3Artifact;
-use singularity_s3_downloader::cache::{ArtifactCache, TEMP_PREFIX};
+use singularity_s3_downloader::cache::{ArtifactCache, INDEX_FILE_NAME, TEMP_PREFIX};
 
 #[tokio::test]
 async fn reopening_drops_missing_adopts_new_and_removes_leftovers() {
@@ -85,6 +85,49 @@ async fn a_changed_file_is_verified_again() {
     let again = fetcher.fetch(&artifact).await.unwrap();
     assert!(!again.cache_hit, "the corrupted file must not be served");
     assert!(std::fs::read(&again.path).unwrap() == data);
+}
+
+#[tokio::test]
+async fn the_index_vouches_for_a_download_once_it_is_on_disk() {
+    let env = Env::new().await;
+    let with_md5 = env.put("d/with.bin", &random_bytes(3 * MIB, 5)).await;
+    let without_md5 = S3Artifact {
+        md5sum: None,
+        ..env.put("d/without.bin", &random_bytes(MIB, 6)).await
+    };
+    let fetcher = env.fetcher(settings(), 1 << 30).await;
+    let fetched = fetcher.fetch(&with_md5).await.unwrap();
+    assert!(!fetched.cache_hit);
+    let name = fetched.lease().name().to_owned();
+    drop(fetched);
+    drop(fetcher.fetch(&without_md5).await.unwrap());
+    // Waits for the fsync that runs after the download has been handed out.
+    fetcher.drain(std::time::Duration::from_secs(20)).await;
+    drop(fetcher);
+
+    let index = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}?mode=ro",
+        env.cache_dir.path().join(INDEX_FILE_NAME).display()
+    ))
+    .await
+    .unwrap();
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT name, md5 FROM cache_entries ORDER BY name")
+            .fetch_all(&index)
+            .await
+            .unwrap();
+    index.close().await;
+    let mut expected = vec![
+        (name, with_md5.md5sum.clone()),
+        (
+            "without.bin".to_owned(),
+            Some(
+                singularity_artifacts::md5_file(&env.cache_dir.path().join("without.bin")).unwrap(),
+            ),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(rows, expected);
 }
 
 #[tokio::test]

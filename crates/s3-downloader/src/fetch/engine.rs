@@ -4,14 +4,16 @@
 //! The object is cut into parts of `part_size` bytes. Parts run as separate tasks; each
 //! streams its range into the file with positional writes (no chunk files to join). md5 needs
 //! the bytes in order, so every part also hands its bytes to one hasher thread, which hashes
-//! the lowest unfinished part directly and keeps the bytes of later parts until their turn.
+//! the lowest unfinished part directly and keeps the bytes of later parts until their turn
+//! (in reused part-sized buffers, see [`Batch`]). Hashing thus runs alongside the network
+//! and the writes, and is done when the last byte has arrived: nothing is read back.
 //! A part may start only within `part_concurrency` of the lowest unhashed part, and only
 //! with a permit from a budget of `part_concurrency` parts shared by all transfers, kept
 //! until the part is hashed. That bounds both the connections in use and the memory held
 //! for hashing (about `part_concurrency × part_size`, however many transfers run).
 //!
-//! Written pages are handed to the kernel for writeback as they land, so the fsync that
-//! makes a finished download durable does not have to write the whole file.
+//! With `write_behind`, written pages are handed to the kernel for writeback as they land,
+//! so an fsync right after the transfer does not have to write the whole file.
 //!
 //! A part attempt has a deadline for its network reads (`part_timeout`); a failed attempt is
 //! retried after a backoff and resumes where the last one stopped, so bytes already written
@@ -29,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use md5::{Digest as _, Md5};
 use rustix::fs::Advice;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -38,7 +40,8 @@ use tokio::time::{Instant, timeout_at};
 
 use super::retry::RetryPolicy;
 
-/// Bytes gathered from a response before they are written with one blocking call.
+/// Bytes gathered from a response before they are written with one blocking call and
+/// handed to the hasher in one message.
 const WRITE_BATCH: usize = 1024 * 1024;
 
 /// A response to a ranged GET (or to the probe that asks for the first part of an object of
@@ -158,6 +161,9 @@ pub(crate) struct EngineConfig {
     pub part_concurrency: usize,
     pub part_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Start writeback of each batch as soon as it is written, for a transfer that is
+    /// fsynced as soon as it ends.
+    pub write_behind: bool,
 }
 
 /// A finished transfer: the file holds `size` bytes whose md5 is `md5`.
@@ -165,6 +171,83 @@ pub(crate) struct EngineConfig {
 pub(crate) struct Transfer {
     pub size: u64,
     pub md5: String,
+}
+
+/// The parts all transfers together may hold (in flight or waiting to be hashed), and the
+/// buffers their bytes are copied into (see [`Batch`]), kept for the next parts while
+/// transfers run.
+pub(crate) struct PartBudget {
+    permits: Arc<Semaphore>,
+    parts: usize,
+    spare: Mutex<Vec<BytesMut>>,
+}
+
+impl PartBudget {
+    /// A budget of `parts` parts (at least 1).
+    pub fn new(parts: usize) -> Self {
+        let parts = parts.max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(parts)),
+            parts,
+            spare: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Parts that may start now.
+    #[cfg(test)]
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, EngineError> {
+        Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| EngineError::Internal("the part budget is closed".to_owned()))
+    }
+
+    fn spare(&self) -> std::sync::MutexGuard<'_, Vec<BytesMut>> {
+        self.spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An empty buffer of `size` bytes: a spare one whose bytes have all been hashed,
+    /// written and dropped, else a new one. Reuse spares the allocator the churn of
+    /// part-sized blocks (page faults, unmapping), which would cost more than the copies.
+    fn buffer(&self, size: usize) -> BytesMut {
+        let mut spare = self.spare();
+        match spare.iter_mut().position(|buffer| buffer.try_reclaim(size)) {
+            Some(found) => spare.swap_remove(found),
+            None => BytesMut::with_capacity(size),
+        }
+    }
+
+    /// Keeps `buffer` (from [`Self::buffer`]) for a later part, up to one per part of the
+    /// budget.
+    fn give_back(&self, buffer: BytesMut) {
+        let mut spare = self.spare();
+        if spare.len() < self.parts {
+            spare.push(buffer);
+        }
+    }
+
+    /// Frees the spare buffers when no part is held, so an idle service holds no buffers.
+    fn trim_if_idle(&self) {
+        let mut spare = self.spare();
+        if self.permits.available_permits() == self.parts {
+            spare.clear();
+        }
+    }
+}
+
+impl fmt::Debug for PartBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartBudget")
+            .field("parts", &self.parts)
+            .field("available", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Downloads the object from `source` into `file` (empty, opened for writing), checking its
@@ -175,7 +258,20 @@ pub(crate) async fn download<S: PartSource>(
     file: Arc<File>,
     expected_size: Option<u64>,
     config: EngineConfig,
-    budget: Arc<Semaphore>,
+    budget: Arc<PartBudget>,
+    bytes_read: Arc<AtomicU64>,
+) -> Result<Transfer, EngineError> {
+    let result = transfer(source, file, expected_size, config, &budget, bytes_read).await;
+    budget.trim_if_idle();
+    result
+}
+
+async fn transfer<S: PartSource>(
+    source: Arc<S>,
+    file: Arc<File>,
+    expected_size: Option<u64>,
+    config: EngineConfig,
+    budget: &Arc<PartBudget>,
     bytes_read: Arc<AtomicU64>,
 ) -> Result<Transfer, EngineError> {
     let part_size = config.part_size.max(1);
@@ -186,6 +282,7 @@ pub(crate) async fn download<S: PartSource>(
         bytes_read,
         etag: Mutex::new(None),
         expected_size,
+        budget: Arc::clone(budget),
     });
     let mut first_permit = None;
     let (total, first) = match expected_size {
@@ -194,7 +291,7 @@ pub(crate) async fn download<S: PartSource>(
         Some(size) => (size, None),
         None => {
             // The probe's body becomes part 0, so it holds part 0's share of the budget.
-            first_permit = Some(acquire(&budget).await?);
+            first_permit = Some(budget.acquire().await?);
             ctx.probe(part_size).await?
         }
     };
@@ -220,7 +317,7 @@ pub(crate) async fn download<S: PartSource>(
     let parts = usize::try_from(total.div_ceil(part_size))
         .map_err(|_| EngineError::Internal(format!("{total} bytes is too many parts")))?;
     let first = first.map(|response| (response, first_permit));
-    let md5 = run_parts(&ctx, &budget, total, part_size, parts, first).await?;
+    let md5 = run_parts(&ctx, budget, total, part_size, parts, first).await?;
     Ok(Transfer { size: total, md5 })
 }
 
@@ -232,6 +329,7 @@ struct Ctx<S: PartSource> {
     /// The first ETag seen; every later response must carry the same.
     etag: Mutex<Option<String>>,
     expected_size: Option<u64>,
+    budget: Arc<PartBudget>,
 }
 
 /// How one attempt of a request failed.
@@ -446,17 +544,9 @@ fn describe(error: &AttemptError) -> String {
 /// A message to the hasher.
 enum Hash {
     /// The next bytes of a part, in order within the part.
-    Data(usize, Bytes),
+    Data(usize, Vec<Bytes>),
     /// The part is complete.
     Done(usize),
-}
-
-/// Runs the parts through the window and returns the md5 of the whole object.
-async fn acquire(budget: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, EngineError> {
-    Arc::clone(budget)
-        .acquire_owned()
-        .await
-        .map_err(|_| EngineError::Internal("the part budget is closed".to_owned()))
 }
 
 /// What the window loop waits for.
@@ -474,7 +564,7 @@ enum Event {
 /// some download can always progress.
 async fn run_parts<S: PartSource>(
     ctx: &Arc<Ctx<S>>,
-    budget: &Arc<Semaphore>,
+    budget: &Arc<PartBudget>,
     total: u64,
     part_size: u64,
     parts: usize,
@@ -518,7 +608,8 @@ async fn run_parts<S: PartSource>(
             break;
         }
         if acquiring.is_none() && next < parts && next < hashed + window {
-            acquiring = Some(Box::pin(acquire(budget)));
+            let budget = Arc::clone(budget);
+            acquiring = Some(Box::pin(async move { budget.acquire().await }));
         }
         let permit = async {
             match acquiring.as_mut() {
@@ -579,8 +670,12 @@ fn hash_in_order(
     let mut waiting: HashMap<usize, (Vec<Bytes>, bool)> = HashMap::new();
     while current < parts {
         match messages.recv().ok()? {
-            Hash::Data(part, bytes) if part == current => md5.update(&bytes),
-            Hash::Data(part, bytes) => waiting.entry(part).or_default().0.push(bytes),
+            Hash::Data(part, chunks) if part == current => {
+                for chunk in chunks {
+                    md5.update(&chunk);
+                }
+            }
+            Hash::Data(part, chunks) => waiting.entry(part).or_default().0.extend(chunks),
             Hash::Done(part) if part == current => {
                 current += 1;
                 while let Some((chunks, complete)) = waiting.remove(&current) {
@@ -634,8 +729,7 @@ async fn run_part<S: PartSource>(
                 ctx.check_response(&response, resume_at, end, total)?;
                 stream_body(
                     ctx,
-                    hasher,
-                    part,
+                    Sink { hasher, part },
                     response.body,
                     resume_at,
                     end,
@@ -658,25 +752,126 @@ async fn run_part<S: PartSource>(
         .map_err(|_| EngineError::Internal("the hasher stopped early".to_owned()))
 }
 
+/// Where a part's bytes go: the hasher (told which part they belong to) and, through
+/// [`Batch`], the file.
+struct Sink<'a> {
+    hasher: &'a std::sync::mpsc::Sender<Hash>,
+    part: usize,
+}
+
+/// The bytes of a response gathered for one write and one message to the hasher.
+///
+/// They are copied out of the receive buffers into part-sized buffers from the
+/// [`PartBudget`]. Parts ahead of the hasher wait for their turn; kept as received, their
+/// bytes would pin the connection's receive buffers, whose varied sizes leave the allocator
+/// holding far more memory than the bytes themselves (RSS over 64 MB for a 1 GiB download
+/// at the defaults). Copied, the receive buffers are reused at once, and the part buffers,
+/// all of one size, are reused from part to part. The copy costs less than a tenth of what
+/// md5 does.
+struct Batch<'a> {
+    /// Filled pieces of earlier buffers, in order, before those of `buffer`.
+    pieces: Vec<Bytes>,
+    /// The buffer being filled, once there is one.
+    buffer: Option<BytesMut>,
+    len: usize,
+    /// File offset of the first byte.
+    at: u64,
+    budget: &'a PartBudget,
+    /// Size of the part buffers.
+    buffer_size: usize,
+}
+
+impl<'a> Batch<'a> {
+    fn new(at: u64, budget: &'a PartBudget, buffer_size: usize) -> Self {
+        Self {
+            pieces: Vec::new(),
+            buffer: None,
+            len: 0,
+            at,
+            budget,
+            buffer_size: buffer_size.max(1),
+        }
+    }
+
+    /// Copies a chunk in.
+    fn push(&mut self, mut chunk: &[u8]) {
+        self.len += chunk.len();
+        while !chunk.is_empty() {
+            let buffer = match self.buffer.take() {
+                Some(buffer) if buffer.capacity() > buffer.len() => buffer,
+                full => {
+                    if let Some(mut full) = full {
+                        if !full.is_empty() {
+                            self.pieces.push(full.split().freeze());
+                        }
+                        self.budget.give_back(full);
+                    }
+                    self.budget.buffer(self.buffer_size)
+                }
+            };
+            let buffer = self.buffer.insert(buffer);
+            let room = (buffer.capacity() - buffer.len()).min(chunk.len());
+            buffer.extend_from_slice(&chunk[..room]);
+            chunk = &chunk[room..];
+        }
+    }
+
+    /// The gathered bytes in order, leaving the batch empty, at the next offset, and with
+    /// the rest of its buffer for the bytes to come.
+    fn take(&mut self) -> (u64, Vec<Bytes>) {
+        let at = self.at;
+        self.at += self.len as u64;
+        self.len = 0;
+        let mut chunks = std::mem::take(&mut self.pieces);
+        if let Some(buffer) = self.buffer.as_mut().filter(|buffer| !buffer.is_empty()) {
+            chunks.push(buffer.split().freeze());
+        }
+        (at, chunks)
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.buffer.take() {
+            self.budget.give_back(buffer);
+        }
+    }
+}
+
 /// Streams one response body into the file at `offset` onwards and to the hasher. Network
-/// reads respect `deadline`; writes do not (they are not the server's fault, and a write
-/// started must finish before the bytes count as done).
-#[allow(clippy::too_many_arguments)]
+/// reads respect `deadline`; writes do not (they are not the server's fault, and every
+/// write started has finished when this returns, so that the bytes counted as done are in
+/// the file, or the transfer fails).
 async fn stream_body<S: PartSource>(
     ctx: &Ctx<S>,
-    hasher: &std::sync::mpsc::Sender<Hash>,
-    part: usize,
-    mut body: S::Body,
+    sink: Sink<'_>,
+    body: S::Body,
     offset: u64,
     end: u64,
     done: &AtomicU64,
     deadline: Instant,
 ) -> Result<(), AttemptError> {
+    let mut writer = Writer::default();
+    let streamed = stream_into(ctx, &sink, body, offset, end, done, deadline, &mut writer).await;
+    writer.finish().await?;
+    streamed
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stream_into<S: PartSource>(
+    ctx: &Ctx<S>,
+    sink: &Sink<'_>,
+    mut body: S::Body,
+    offset: u64,
+    end: u64,
+    done: &AtomicU64,
+    deadline: Instant,
+    writer: &mut Writer,
+) -> Result<(), AttemptError> {
     let expected = end - offset;
     let mut received = 0u64;
-    let mut batch: Vec<Bytes> = Vec::new();
-    let mut batch_len = 0usize;
-    let mut batch_at = offset;
+    let buffer_size = usize::try_from(ctx.config.part_size).unwrap_or(usize::MAX);
+    let mut batch = Batch::new(offset, &ctx.budget, buffer_size);
     loop {
         let error = match timeout_at(deadline, body.next_chunk()).await {
             Ok(Ok(Some(chunk))) => {
@@ -695,21 +890,9 @@ async fn stream_body<S: PartSource>(
                         ),
                     )));
                 }
-                batch_len += chunk.len();
-                batch.push(chunk);
-                if batch_len >= WRITE_BATCH {
-                    let len = batch_len as u64;
-                    deliver(
-                        ctx,
-                        hasher,
-                        part,
-                        batch_at,
-                        std::mem::take(&mut batch),
-                        done,
-                    )
-                    .await?;
-                    batch_at += len;
-                    batch_len = 0;
+                batch.push(&chunk);
+                if batch.len >= WRITE_BATCH {
+                    deliver(ctx, sink, &mut batch, done, writer).await?;
                 }
                 continue;
             }
@@ -718,10 +901,10 @@ async fn stream_body<S: PartSource>(
             Err(_) => AttemptError::TimedOut,
         };
         // Whatever arrived is kept: the next attempt resumes after it.
-        deliver(ctx, hasher, part, batch_at, batch, done).await?;
+        deliver(ctx, sink, &mut batch, done, writer).await?;
         return Err(error);
     }
-    deliver(ctx, hasher, part, batch_at, batch, done).await?;
+    deliver(ctx, sink, &mut batch, done, writer).await?;
     if received < expected {
         return Err(AttemptError::Source(SourceError::new(
             SourceErrorKind::Transient,
@@ -734,49 +917,78 @@ async fn stream_body<S: PartSource>(
     Ok(())
 }
 
-/// Hands a batch to the hasher and writes it at `at`.
+/// The write of the last batch of a response, left running while the next batch arrives so
+/// that the connection keeps being read.
+#[derive(Default)]
+struct Writer {
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Writer {
+    /// Waits for the write running, if any.
+    async fn finish(&mut self) -> Result<(), AttemptError> {
+        let Some(running) = self.running.take() else {
+            return Ok(());
+        };
+        match running.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(AttemptError::Fatal(EngineError::Write(error))),
+            Err(error) => Err(AttemptError::Fatal(EngineError::Internal(format!(
+                "write task: {error}"
+            )))),
+        }
+    }
+
+    /// Starts `write` once the one before it has finished.
+    async fn start(
+        &mut self,
+        write: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+    ) -> Result<(), AttemptError> {
+        self.finish().await?;
+        self.running = Some(tokio::task::spawn_blocking(write));
+        Ok(())
+    }
+}
+
+/// Hands what the batch holds to the hasher and starts writing it in place.
 async fn deliver<S: PartSource>(
     ctx: &Ctx<S>,
-    hasher: &std::sync::mpsc::Sender<Hash>,
-    part: usize,
-    at: u64,
-    batch: Vec<Bytes>,
+    sink: &Sink<'_>,
+    batch: &mut Batch<'_>,
     done: &AtomicU64,
+    writer: &mut Writer,
 ) -> Result<(), AttemptError> {
-    if batch.is_empty() {
+    if batch.len == 0 {
         return Ok(());
     }
-    let mut len = 0u64;
-    for chunk in &batch {
-        len += chunk.len() as u64;
-        hasher.send(Hash::Data(part, chunk.clone())).map_err(|_| {
+    let len = batch.len as u64;
+    let (at, chunks) = batch.take();
+    sink.hasher
+        .send(Hash::Data(sink.part, chunks.clone()))
+        .map_err(|_| {
             AttemptError::Fatal(EngineError::Internal("the hasher stopped early".to_owned()))
         })?;
-    }
     // Counted before the write completes: the bytes are hashed already, and the write below
     // either lands or fails the whole transfer.
     done.fetch_add(len, Ordering::SeqCst);
     let file = Arc::clone(&ctx.file);
-    let written = tokio::task::spawn_blocking(move || {
-        let mut offset = at;
-        for chunk in &batch {
-            file.write_all_at(chunk, offset)?;
-            offset += chunk.len() as u64;
-        }
-        // Starts writing these pages to disk now (on dirty pages, DONTNEED only queues
-        // writeback), so the fsync before the rename has little left to wait for. Advice
-        // only: a failure changes nothing but the timing.
-        let _ = rustix::fs::fadvise(&*file, at, NonZeroU64::new(len), Advice::DontNeed);
-        Ok::<(), std::io::Error>(())
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(AttemptError::Fatal(EngineError::Write(error))),
-        Err(error) => Err(AttemptError::Fatal(EngineError::Internal(format!(
-            "write task: {error}"
-        )))),
-    }
+    let write_behind = ctx.config.write_behind;
+    writer
+        .start(move || {
+            let mut offset = at;
+            for chunk in &chunks {
+                file.write_all_at(chunk, offset)?;
+                offset += chunk.len() as u64;
+            }
+            if write_behind {
+                // Starts writing these pages to disk now (on dirty pages, DONTNEED only queues
+                // writeback), so an fsync right after the download has little left to wait for.
+                // Advice only: a failure changes nothing but the timing.
+                let _ = rustix::fs::fadvise(&*file, at, NonZeroU64::new(len), Advice::DontNeed);
+            }
+            Ok(())
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -192,6 +192,7 @@ fn config(part_size: u64, window: usize) -> EngineConfig {
             base: Duration::from_millis(1),
             max: Duration::from_millis(5),
         },
+        write_behind: true,
     }
 }
 
@@ -202,7 +203,7 @@ struct Run {
 }
 
 async fn run(fake: Arc<Fake>, expected: Option<u64>, config: EngineConfig) -> Run {
-    let budget = Arc::new(Semaphore::new(config.part_concurrency));
+    let budget = Arc::new(PartBudget::new(config.part_concurrency));
     run_with(fake, expected, config, budget).await
 }
 
@@ -210,7 +211,7 @@ async fn run_with(
     fake: Arc<Fake>,
     expected: Option<u64>,
     config: EngineConfig,
-    budget: Arc<Semaphore>,
+    budget: Arc<PartBudget>,
 ) -> Run {
     let temp = tempfile::tempfile().unwrap();
     let file = Arc::new(temp);
@@ -270,12 +271,12 @@ fn hasher_orders_out_of_order_parts() {
     let (progress, seen) = watch::channel(0);
     let part = |i: usize| Bytes::copy_from_slice(&content[i * 1000..(i + 1) * 1000]);
     // Part 2 complete first, then part 1's halves around part 0.
-    tx.send(Hash::Data(2, part(2))).unwrap();
+    tx.send(Hash::Data(2, vec![part(2)])).unwrap();
     tx.send(Hash::Done(2)).unwrap();
-    tx.send(Hash::Data(1, part(1).slice(..500))).unwrap();
-    tx.send(Hash::Data(0, part(0))).unwrap();
+    tx.send(Hash::Data(1, vec![part(1).slice(..500)])).unwrap();
+    tx.send(Hash::Data(0, vec![part(0)])).unwrap();
     tx.send(Hash::Done(0)).unwrap();
-    tx.send(Hash::Data(1, part(1).slice(500..))).unwrap();
+    tx.send(Hash::Data(1, vec![part(1).slice(500..)])).unwrap();
     tx.send(Hash::Done(1)).unwrap();
     assert_eq!(hash_in_order(rx, 3, progress), Some(md5_of(&content)));
     assert_eq!(*seen.borrow(), 3);
@@ -570,7 +571,7 @@ async fn downloads_share_the_part_budget() {
     let (one, two) = (data(40_000), data(30_000));
     let first = Arc::new(Fake::new(one.clone(), 10_000).fault(0, [Fault::Gated]));
     let second = Arc::new(Fake::new(two.clone(), 10_000));
-    let budget = Arc::new(Semaphore::new(2));
+    let budget = Arc::new(PartBudget::new(2));
     let slow = EngineConfig {
         part_timeout: Duration::from_secs(30),
         ..config(10_000, 2)
@@ -600,5 +601,85 @@ async fn downloads_share_the_part_budget() {
     assert_eq!(a.result.unwrap().md5, md5_of(&one));
     assert_eq!(b.result.unwrap().md5, md5_of(&two));
     assert!(a.file == one && b.file == two);
-    assert_eq!(budget.available_permits(), 2);
+    assert_eq!(budget.available(), 2);
+}
+
+#[test]
+fn part_buffers_are_reused_once_their_bytes_are_dropped() {
+    let budget = PartBudget::new(2);
+    let mut first = budget.buffer(1000);
+    first.extend_from_slice(&[1; 600]);
+    let held = first.split().freeze();
+    let address = held.as_ptr();
+    budget.give_back(first);
+    // Its bytes are still waiting to be hashed: another buffer is made.
+    let second = budget.buffer(1000);
+    assert_ne!(second.as_ptr(), address);
+    budget.give_back(second);
+    drop(held);
+    let reused = budget.buffer(1000);
+    assert_eq!(reused.as_ptr(), address);
+    assert!(reused.is_empty() && reused.capacity() >= 1000);
+    budget.give_back(reused);
+    // No more spares than parts, and none once nothing is in flight.
+    budget.give_back(BytesMut::with_capacity(10));
+    assert_eq!(budget.spare().len(), 2);
+    budget.trim_if_idle();
+    assert!(budget.spare().is_empty());
+}
+
+#[test]
+fn a_batch_copies_chunks_into_part_buffers_in_order() {
+    let budget = PartBudget::new(2);
+    let content = data(3000);
+    let mut batch = Batch::new(500, &budget, 1000);
+    // 1200 bytes: one buffer filled, a second begun.
+    batch.push(&content[..700]);
+    batch.push(&content[700..1200]);
+    let (at, chunks) = batch.take();
+    assert_eq!(at, 500);
+    assert_eq!(
+        chunks.iter().map(Bytes::len).collect::<Vec<_>>(),
+        [1000, 200]
+    );
+    assert_eq!(chunks.concat(), content[..1200]);
+    // The full buffer went back; while its bytes live it cannot be handed out again.
+    assert_eq!(budget.spare().len(), 1);
+    batch.push(&content[1200..3000]);
+    let (at, later) = batch.take();
+    assert_eq!(at, 1700);
+    assert_eq!(later.concat(), content[1200..]);
+    drop(chunks);
+    drop(later);
+    drop(batch);
+    // Nothing refers to them any more: both can be reused.
+    let spare = budget.spare().len();
+    assert_eq!(spare, 2);
+    let (a, b) = (budget.buffer(1000), budget.buffer(1000));
+    assert!(budget.spare().is_empty());
+    assert!(a.capacity() >= 1000 && b.capacity() >= 1000);
+}
+
+#[tokio::test]
+async fn parts_waiting_for_the_hasher_keep_their_bytes_in_reused_buffers() {
+    let content = data(200_000);
+    // Part 0 arrives last, so every other part waits for it.
+    let fake = Arc::new(Fake::new(content.clone(), 10_000).fault(0, [Fault::Gated]));
+    let budget = Arc::new(PartBudget::new(4));
+    let run = tokio::spawn(run_with(
+        Arc::clone(&fake),
+        Some(content.len() as u64),
+        config(10_000, 4),
+        Arc::clone(&budget),
+    ));
+    while fake.gets().len() < 4 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    fake.gate.add_permits(1);
+    let run = run.await.unwrap();
+    assert_eq!(run.result.unwrap().md5, md5_of(&content));
+    assert!(run.file == content);
+    assert_eq!(budget.available(), 4);
+    assert!(budget.spare().is_empty(), "trimmed once idle");
 }
