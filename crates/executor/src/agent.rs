@@ -7,10 +7,12 @@
 //! - KILL: passed to the task with the event's kill policy. Unknown task: logged.
 //! - MESSAGE: a Singularity destroy kills the task with SIGKILL; a shell-command request is
 //!   answered INVALID (not supported); anything else is logged.
-//! - SHUTDOWN, SIGTERM or SIGINT, or the client giving up on the agent: every task is killed
-//!   with its grace capped so that the terminal update leaves within
+//! - SHUTDOWN, SIGTERM or SIGINT, or the client giving up on the agent (connection lost
+//!   without checkpointing, or no new subscription within `MESOS_RECOVERY_TIMEOUT`): every
+//!   task is killed with its grace capped so that the terminal update leaves within
 //!   `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`; the executor then waits for the
-//!   acknowledgements (at most [`ACK_FAIL_SAFE`]) and exits.
+//!   acknowledgements (at most [`ACK_FAIL_SAFE`]; not at all when the agent is gone) and
+//!   exits.
 //! - Idle: no task within `initialIdleExecutorShutdownWaitMillis` of the start, or none left
 //!   `idleExecutorShutdownWaitMillis` after the last one ended: exit.
 //!

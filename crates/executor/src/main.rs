@@ -106,8 +106,10 @@ fn main() -> ExitCode {
     );
     let runtime: Arc<dyn TaskRuntime> = Arc::new(SelectRuntime::new(process, Arc::new(container)));
 
-    let tokio = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread drives every task: the supervisors mostly wait, and blocking work (staging,
+    // task definitions, /proc scans for thread limits) goes to the blocking pool. Each extra
+    // worker would cost its stack and a malloc arena, about 0.25 MB resident.
+    let tokio = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use singularity_fake_agent::FakeAgent;
@@ -14,6 +14,10 @@ const TRAPS_TERM: &str =
     "trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.1; done";
 /// Ignores SIGTERM (and so do its children).
 const IGNORES_TERM: &str = "trap '' TERM; echo ready; while true; do sleep 0.1; done";
+/// Writes when SIGTERM arrived to `../term` (the task directory), then carries on. Its `sleep`
+/// children die of the SIGTERM, so the shell runs the trap at once.
+const RECORDS_AND_IGNORES_TERM: &str =
+    "trap 'date +%s%N > ../term' TERM; echo ready; while true; do sleep 0.1; done";
 
 async fn running(agent: &FakeAgent, harness: &Harness, id: &str) -> u32 {
     let status = wait_state(agent, id, TaskState::TaskRunning).await;
@@ -52,6 +56,7 @@ async fn a_task_that_exits_on_sigterm_is_killed_gracefully() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_ignoring_sigterm_gets_sigkill_at_the_grace() {
+    const GRACE: Duration = Duration::from_millis(1500);
     let harness = Harness::new("idleExecutorShutdownWaitMillis: 300");
     let agent = FakeAgent::start("fw-1", "ex-1").await;
     let mut executor = harness.spawn(&agent, true);
@@ -59,15 +64,18 @@ async fn a_task_ignoring_sigterm_gets_sigkill_at_the_grace() {
     agent.launch(task(
         &agent,
         &id,
-        &json!({"cmd": IGNORES_TERM, "sigKillProcessesAfterMillis": 1500}),
+        &json!({"cmd": RECORDS_AND_IGNORES_TERM, "sigKillProcessesAfterMillis": 1500}),
     ));
     let pid = running(&agent, &harness, &id).await;
 
-    let killed_at = Instant::now();
+    // The process group dies when SIGKILL lands; watch its leader from a thread polling /proc
+    // every 5 ms, started before the KILL so that no moment is missed.
+    let watcher = tokio::task::spawn_blocking(move || death_time(pid));
+    let pushed_at = SystemTime::now();
     // The executor data's grace wins over the KILL event's policy.
     agent.kill(&id, Some(KillPolicy::with_grace(Duration::from_secs(30))));
+    let killed_at = watcher.await.expect("the watcher");
     let status = wait_terminal(&agent, &id).await;
-    let elapsed = killed_at.elapsed();
     assert_eq!(status.state, TaskState::TaskKilled);
     let message = status.message.unwrap_or_default();
     assert!(
@@ -75,11 +83,48 @@ async fn a_task_ignoring_sigterm_gets_sigkill_at_the_grace() {
             .starts_with("Task killed forcibly after waiting at least 00:01.500 (shutdownTime: "),
         "{message}"
     );
-    assert!(elapsed >= Duration::from_millis(1500), "{elapsed:?}");
-    assert!(elapsed < Duration::from_millis(3500), "{elapsed:?}");
+
+    let term_at = recorded_time(&harness.task_dir(&id).join("term"));
+    let since_term = killed_at
+        .duration_since(term_at)
+        .expect("SIGKILL after SIGTERM");
+    let since_push = killed_at
+        .duration_since(pushed_at)
+        .expect("SIGKILL after KILL");
+    let tolerance = Duration::from_millis(100);
+    assert!(
+        since_term.abs_diff(GRACE) <= tolerance,
+        "SIGKILL {since_term:?} after SIGTERM, grace {GRACE:?}"
+    );
+    assert!(
+        since_push.abs_diff(GRACE) <= tolerance,
+        "SIGKILL {since_push:?} after the KILL, grace {GRACE:?}"
+    );
     assert!(group_alive(pid).is_empty());
     assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
     assert_no_rejections(&agent);
+}
+
+/// When process `pid` stopped running (gone, or a zombie), polling every 5 ms.
+fn death_time(pid: u32) -> SystemTime {
+    let deadline = Instant::now() + SOON;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let dead = singularity_executor::procfs::parse_stat(&stat)
+            .is_none_or(|fields| matches!(fields.state, 'Z' | 'X' | 'x'));
+        if dead {
+            return SystemTime::now();
+        }
+        assert!(Instant::now() < deadline, "process {pid} never died");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A time the task wrote with `date +%s%N`.
+fn recorded_time(path: &std::path::Path) -> SystemTime {
+    let text = std::fs::read_to_string(path).expect("the task recorded the time");
+    let nanos: u64 = text.trim().parse().expect("nanoseconds since the epoch");
+    UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

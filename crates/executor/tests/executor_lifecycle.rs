@@ -1,5 +1,6 @@
 //! The executor binary against the strict fake agent: launch to terminal update, exit codes,
-//! launch failures, idle exits and a dropped agent connection.
+//! launch failures, idle exits, and a lost agent connection (restored, never restored within
+//! `MESOS_RECOVERY_TIMEOUT`, or lost without checkpointing).
 
 mod support;
 
@@ -331,6 +332,122 @@ async fn a_connection_dropped_mid_task_is_restored_with_the_unacknowledged_updat
     assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
     assert!(harness.service_log(&id).contains("done"));
     assert_no_rejections(&agent);
+}
+
+/// Runs until SIGTERM, then exits 0.
+const TRAPS_TERM: &str =
+    "trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.1; done";
+
+/// Waits until the task printed "ready" (its trap is set).
+async fn wait_ready(harness: &Harness, id: &str) {
+    let deadline = std::time::Instant::now() + SOON;
+    while !harness.service_log(id).contains("ready") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_never_returns_ends_the_executor_after_the_recovery_timeout() {
+    let harness = Harness::new("");
+    let agent = FakeAgent::builder("fw-1", "ex-1")
+        .recovery_timeout(Duration::from_secs(2))
+        .backoff_max(Duration::from_millis(200))
+        .start()
+        .await;
+    let mut executor = harness.spawn(&agent, true);
+    let id = task_id();
+    agent.launch(task(&agent, &id, &json!({"cmd": TRAPS_TERM})));
+    let pid = running_pid(&wait_state(&agent, &id, TaskState::TaskRunning).await);
+    wait_ready(&harness, &id).await;
+
+    let lost_at = std::time::Instant::now();
+    agent.stop().await;
+    // Until the recovery timeout the task keeps running while the executor reconnects.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!group_alive(pid).is_empty(), "{}", harness.stderr());
+    assert!(!harness.service_log(&id).contains("got TERM"));
+
+    // Then it kills its task and exits 1: the TASK_KILLED can never be acknowledged.
+    assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 1);
+    let elapsed = lost_at.elapsed();
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert!(
+        harness.service_log(&id).contains("got TERM"),
+        "{}",
+        harness.service_log(&id)
+    );
+    assert!(group_alive(pid).is_empty());
+    let stderr = harness.stderr();
+    assert!(
+        stderr.contains("no new subscription within the recovery timeout"),
+        "{stderr}"
+    );
+    assert_eq!(
+        states(&agent, &id),
+        vec![TaskState::TaskStarting, TaskState::TaskRunning]
+    );
+    assert_no_rejections(&agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_checkpointing_a_dropped_connection_kills_the_tasks_and_exits_at_once() {
+    let harness = Harness::new("");
+    let agent = FakeAgent::start("fw-1", "ex-1").await;
+    let mut executor = harness.spawn(&agent, false);
+    let id = task_id();
+    agent.launch(task(&agent, &id, &json!({"cmd": TRAPS_TERM})));
+    let pid = running_pid(&wait_state(&agent, &id, TaskState::TaskRunning).await);
+    wait_ready(&harness, &id).await;
+
+    let dropped_at = std::time::Instant::now();
+    agent.drop_connection();
+    assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 1);
+    let elapsed = dropped_at.elapsed();
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert!(
+        harness.service_log(&id).contains("got TERM"),
+        "{}",
+        harness.service_log(&id)
+    );
+    assert!(group_alive(pid).is_empty());
+    // No attempt to subscribe again, and no call after the disconnection (Mesos' library
+    // drops calls when not subscribed).
+    assert_eq!(agent.subscribes().len(), 1);
+    assert_eq!(
+        states(&agent, &id),
+        vec![TaskState::TaskStarting, TaskState::TaskRunning]
+    );
+    let stderr = harness.stderr();
+    assert!(
+        stderr.contains("disconnected from the agent without checkpointing"),
+        "{stderr}"
+    );
+    assert_no_rejections(&agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_mesos_environment_the_executor_exits_1() {
+    let harness = Harness::new("");
+    let mut command = std::process::Command::new(EXECUTOR);
+    command
+        .arg("--config-dir")
+        .arg(&harness.config_dir)
+        .env_remove("SINGULARITY_CONFIG_DIR")
+        .current_dir(&harness.sandbox);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("MESOS_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command.output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not started by a Mesos agent"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
