@@ -8,12 +8,14 @@
 #
 # Measured (release builds, a fresh uploader daemon per run, shipped defaults):
 #   1. 1000 x 64 KiB: from dropping an uploadImmediately metadata file to its deletion (the
-#      uploader deletes it once every file is uploaded, confirmed by HeadObject and deleted
-#      locally, so the last object is visible by then) vs `s5cmd cp` of the same files.
+#      uploader deletes it once every file is uploaded, confirmed by S3 and deleted locally,
+#      so the last object is visible by then) vs `s5cmd cp` of the same files.
 #   2. 1 x 1 GiB: the same.
 #   3. a watched directory of 100 000 small files, uploaded by a regular uploader: time and
 #      peak RSS.
-#   Peak RSS of the daemon (VmHWM) for each.
+#   Peak RSS of the daemon (VmHWM) for each; the CPU time (user + system) each side spent,
+#   which moves less than wall time when other work shares the machine; the 1-minute load
+#   average before each run.
 #
 # Needs: cargo, python3, s5cmd (scripts/services.sh up installs it), ~4 GiB free in BENCH_DIR
 # (default: a new directory under /var/tmp). Everything started here is stopped by pid on
@@ -41,6 +43,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 hwm_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+CLK_TCK=$(getconf CLK_TCK)
+# CPU seconds (user + system) a running process has used so far.
+cpu_s() { awk -v hz="$CLK_TCK" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # The Go binary itself, not the Python wrapper on PATH (whose start-up would be timed too).
 S5CMD=${S5CMD:-}
@@ -153,7 +159,8 @@ metadata_json() {
 }
 
 # One timed run of case $1 (name): $2 files of $3 bytes, run number $4. Appends
-# "<uploader s> <s5cmd s> <peak RSS MB>" to $BENCH_DIR/results-<name>.
+# "<uploader s> <s5cmd s> <peak RSS MB> <uploader CPU s> <s5cmd CPU s> <load>" to
+# $BENCH_DIR/results-<name>.
 run_case() {
     local name=$1 count=$2 size=$3 run=$4
     local src=$BENCH_DIR/src-$name
@@ -162,9 +169,14 @@ run_case() {
     mkdir -p "$BENCH_DIR/s3/$bucket_s5" "$BENCH_DIR/s3/$bucket_up"
     sync
 
-    local start t_s5 t_up
+    local start t_s5 t_up load cpu_s5
+    load=$(load1)
     start=$(now)
-    s5 --log error cp "$src/*" "s3://$bucket_s5/$name/" >/dev/null
+    cpu_s5=$(
+        TIMEFORMAT='%U %S'
+        { time s5 --log error cp "$src/*" "s3://$bucket_s5/$name/" >/dev/null 2>"$BENCH_DIR/s5.err"; } 2>&1 |
+            awk '{ printf "%.2f", $1 + $2 }'
+    )
     t_s5=$(elapsed "$start")
 
     local work=$BENCH_DIR/work-$name-$run
@@ -172,12 +184,14 @@ run_case() {
     sync
     local rundir=$BENCH_DIR/run-$name-$run
     start_uploader "$rundir/meta" "$rundir"
-    local pid=$UPLOADER_PID
+    local pid=$UPLOADER_PID cpu_before cpu_up
+    cpu_before=$(cpu_s "$pid")
     start=$(now)
     metadata_json "$work" "$bucket_up" "$name" true >"$rundir/meta/.bench.tmp"
     mv "$rundir/meta/.bench.tmp" "$rundir/meta/bench.s3.json"
     while [ -e "$rundir/meta/bench.s3.json" ]; do sleep 0.01; done
     t_up=$(elapsed "$start")
+    cpu_up=$(awk -v a="$cpu_before" -v b="$(cpu_s "$pid")" 'BEGIN { printf "%.2f", b - a }')
     local hwm
     hwm=$(hwm_mb "$pid")
     stop_uploader "$pid"
@@ -186,18 +200,24 @@ run_case() {
     [ "$listed" = "$count" ] || die "$name: $listed objects uploaded, expected $count"
     [ -z "$(ls -A "$work")" ] || die "$name: files left in $work"
     rm -rf "$BENCH_DIR/s3/$bucket_s5" "$BENCH_DIR/s3/$bucket_up" "$work"
-    log "$name: uploader $t_up s, s5cmd $t_s5 s, peak RSS $hwm MB"
-    echo "$t_up $t_s5 $hwm" >>"$BENCH_DIR/results-$name"
+    log "$name: uploader $t_up s (CPU $cpu_up s), s5cmd $t_s5 s (CPU $cpu_s5 s), ratio $(ratio "$t_up" "$t_s5"), peak RSS $hwm MB, load $load"
+    echo "$t_up $t_s5 $hwm $cpu_up $cpu_s5 $load" >>"$BENCH_DIR/results-$name"
 }
 
 report() {
     local name=$1 results=$2
-    local up s5 hwm
+    local up s5 hwm paired cpu_up cpu_s5 loads
     up=$(awk '{ print $1 }' <<<"$results" | median)
     s5=$(awk '{ print $2 }' <<<"$results" | median)
     hwm=$(awk '{ print $3 }' <<<"$results" | sort -g | tail -1)
-    printf '%-16s uploader %7.3f s   s5cmd %7.3f s   ratio %s   peak RSS %s MB\n' \
-        "$name" "$up" "$s5" "$(ratio "$up" "$s5")" "$hwm"
+    # Each run's two sides share the machine's state of the moment: the median of the
+    # per-run ratios is the steadier figure when the load moves between runs.
+    paired=$(awk '{ printf "%.3f\n", $1 / $2 }' <<<"$results" | median)
+    cpu_up=$(awk '{ print $4 }' <<<"$results" | median)
+    cpu_s5=$(awk '{ print $5 }' <<<"$results" | median)
+    loads=$(awk '{ printf "%s%s", sep, $6; sep = "," }' <<<"$results")
+    printf '%-16s uploader %7.3f s   s5cmd %7.3f s   ratio %s (per-run median %.2f)   CPU %s s vs %s s   peak RSS %s MB   load %s\n' \
+        "$name" "$up" "$s5" "$(ratio "$up" "$s5")" "$paired" "$cpu_up" "$cpu_s5" "$hwm" "$loads"
 }
 
 for run in $(seq "$RUNS"); do
@@ -220,6 +240,8 @@ if want many; then
     start_uploader "$rundir/meta" "$rundir" "  checkUploadsEverySeconds: 5"
     pid=$UPLOADER_PID
     mkdir -p "$BENCH_DIR/s3/up-many"
+    load_many=$(load1)
+    cpu_before=$(cpu_s "$pid")
     start=$(now)
     metadata_json "$many" up-many many false >"$rundir/meta/.many.tmp"
     mv "$rundir/meta/.many.tmp" "$rundir/meta/many.s3.json"
@@ -227,6 +249,7 @@ if want many; then
         sleep 0.5
     done
     t_many=$(elapsed "$start")
+    cpu_many=$(awk -v a="$cpu_before" -v b="$(cpu_s "$pid")" 'BEGIN { printf "%.1f", b - a }')
     peak=$(hwm_mb "$pid")
     stop_uploader "$pid"
 fi
@@ -236,6 +259,6 @@ echo "singularity-s3-uploader vs s5cmd cp, same server, medians of $RUNS (lower 
 if want small; then report "1000 x 64 KiB" "$(cat "$BENCH_DIR/results-small")"; fi
 if want big; then report "1 x 1 GiB" "$(cat "$BENCH_DIR/results-big")"; fi
 if want many; then
-    printf '%-16s uploader %7.3f s   (%s files of 512 B, regular uploader)   peak RSS %s MB\n' \
-        "$SMALL_FILES files" "$t_many" "$SMALL_FILES" "$peak"
+    printf '%-16s uploader %7.3f s   (%s files of 512 B, regular uploader)   CPU %s s   peak RSS %s MB   load %s\n' \
+        "$SMALL_FILES files" "$t_many" "$SMALL_FILES" "$cpu_many" "$peak" "$load_many"
 fi

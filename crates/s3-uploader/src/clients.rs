@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use singularity_common::config::S3BaseConfig;
@@ -66,6 +67,10 @@ impl S3ClientFactory for ConfiguredClients {
                 .config()
                 .to_builder()
                 .retry_config(RetryConfig::standard().with_max_attempts(1))
+                // Bodies carry a Content-MD5 where S3 must check them, and every upload is
+                // checked against its ETag before anything is deleted: the SDK's own CRC32
+                // of each body would be a second checksum of the same bytes on both ends.
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
                 .build();
             let client = Client::from_conf(config);
             built.insert(cache_key, client.clone());

@@ -442,7 +442,8 @@ impl Driver {
         if let Some(uploader) = self.uploaders.get_mut(&id) {
             uploader.target = target;
             uploader.metadata_paths.insert(path.to_owned());
-            if immediate && !uploader.immediate {
+            let became_immediate = immediate && !uploader.immediate;
+            if became_immediate {
                 tracing::info!(directory = %id.0.display(), glob = %id.1, "uploader is now immediate");
                 uploader.immediate = true;
             }
@@ -457,6 +458,9 @@ impl Driver {
                 uploader.finished = None;
             }
             uploader.wake_at(now);
+            if became_immediate {
+                self.unwatch_directory(&id.0);
+            }
             return;
         }
         tracing::info!(
@@ -468,7 +472,7 @@ impl Driver {
             finished = flagged,
             "new uploader"
         );
-        self.watch_directory(&id.0);
+        let dir = id.0.clone();
         self.uploaders.insert(
             id,
             Uploader {
@@ -484,6 +488,7 @@ impl Driver {
                 logged_skips: Arc::default(),
             },
         );
+        self.watch_directory(&dir);
     }
 
     /// The uploader is done: forget it and delete its metadata files, unless a file was
@@ -521,10 +526,20 @@ impl Driver {
 
     // ----- watching -----------------------------------------------------------------------
 
-    /// Watches an uploader directory (once, whatever the number of uploaders in it). A
-    /// directory that does not exist yet is watched once a pass finds it.
+    /// Whether some uploader of `dir` needs its events. An immediate uploader does not: it
+    /// passes again each time its queued files are settled, until a pass finds nothing, so an
+    /// event could only wake a pass it makes anyway; and watching would cost it an event for
+    /// every file it opens and deletes.
+    fn needs_watch(&self, dir: &Path) -> bool {
+        self.uploaders
+            .iter()
+            .any(|((d, _), uploader)| d == dir && !uploader.immediate)
+    }
+
+    /// Watches an uploader directory (once, whatever the number of uploaders in it) if an
+    /// uploader needs it. A directory that does not exist yet is watched once a pass finds it.
     fn watch_directory(&mut self, dir: &Path) {
-        if self.watched.contains(dir) {
+        if self.watched.contains(dir) || !self.needs_watch(dir) {
             return;
         }
         let Some(watcher) = self.watcher.as_mut() else {
@@ -541,7 +556,7 @@ impl Driver {
     }
 
     fn unwatch_directory(&mut self, dir: &Path) {
-        if self.uploaders.keys().any(|(d, _)| d == dir) {
+        if self.needs_watch(dir) {
             return;
         }
         if self.watched.remove(dir)
@@ -593,9 +608,18 @@ impl Driver {
             };
             let name = name.to_string_lossy();
             if parent == self.settings.metadata_directory && self.is_metadata_name(&name) {
-                if !matches!(event.kind, EventKind::Access(_)) {
-                    self.metadata_due = Some(self.metadata_due.map_or(soon, |d| d.min(soon)));
-                }
+                // A file closed after writing or renamed into place is complete: read it now.
+                // Other changes may be a write in progress (the Java executor writes in
+                // place), so they wait for the debounce.
+                let at = match event.kind {
+                    EventKind::Access(AccessKind::Close(AccessMode::Write))
+                    | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
+                        Instant::now()
+                    }
+                    EventKind::Access(_) => continue,
+                    _ => soon,
+                };
+                self.metadata_due = Some(self.metadata_due.map_or(at, |d| d.min(at)));
                 continue;
             }
             if !adds_file || name.ends_with(TEMP_SUFFIX) {
@@ -707,10 +731,12 @@ impl Driver {
                     uploader.wake_at(at);
                 } else if (uploader.immediate || uploader.finished.is_some()) && uploader.jobs <= 0
                 {
+                    // Its last queued file is settled: the pass that tells whether anything is
+                    // left can run at once (files written meanwhile woke it already).
                     if uploader.scanning {
                         uploader.rescan = true;
                     } else {
-                        uploader.wake_at(Instant::now() + self.settings.debounce);
+                        uploader.wake_at(Instant::now());
                     }
                 }
             }

@@ -55,6 +55,21 @@ pub enum LedgerError {
         /// Why it failed.
         source: sqlx::Error,
     },
+    /// The transaction holding a write could not begin or commit: the write may not have been
+    /// made.
+    #[error("ledger: {what}: {message}")]
+    Batch {
+        /// What was being done.
+        what: &'static str,
+        /// Why the transaction failed.
+        message: String,
+    },
+    /// The ledger was closed before the write could be made.
+    #[error("ledger: {what}: the ledger is closed")]
+    Closed {
+        /// What was being done.
+        what: &'static str,
+    },
     /// A row holds a value this build does not know.
     #[error("ledger: row {id} has unknown state {state:?}")]
     BadState {

@@ -12,8 +12,10 @@
 //! - `driver` (private): discovery (start-up scan, file system watch, periodic rescans),
 //!   per-uploader state, passes over directories feeding a bounded queue, the workers.
 //! - [`upload`]: one file's upload: single PUT or multipart (parts in parallel, resumed after a
-//!   crash), then HeadObject must show the size and ETag before the file is deleted.
-//! - [`ledger`]: each file's state in SQLite (`ledgerPath`), so a restart resumes.
+//!   crash), then S3 must confirm size and ETag before the file is deleted: the PUT's own
+//!   answer when its ETag is the MD5 of the bytes read, else HeadObject.
+//! - [`ledger`]: each file's state in SQLite (`ledgerPath`), so a restart resumes; concurrent
+//!   writes share commits.
 //! - [`metrics`]: Prometheus `/metrics` and `/healthz` on `127.0.0.1:<metricsHttpPort>`.
 //!
 //! **Reads**: the configuration classes base, s3base and s3uploader

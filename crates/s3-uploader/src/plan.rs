@@ -239,9 +239,79 @@ pub fn bare_etag(etag: &str) -> String {
     etag.trim_matches('"').to_owned()
 }
 
+/// What a single PUT's answer says about the object S3 now holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutAnswer {
+    /// The answered ETag is the MD5 of the bytes read from the file, and S3 computes a single
+    /// PUT's ETag as the MD5 of the bytes it stored: S3 holds exactly the file's bytes (and so
+    /// its size), which is the confirmation a HeadObject would give.
+    Confirmed(String),
+    /// The ETag cannot vouch for the content (SSE-KMS ETags are not MD5s) or none was
+    /// answered: a HeadObject must confirm the object before the file is deleted.
+    Unconfirmed(String),
+    /// The ETag is the MD5 of other bytes than those read: the file changed while it was being
+    /// read, or the body was corrupted. Nothing may be deleted.
+    Mismatch {
+        /// What S3 answered.
+        answered: String,
+        /// The MD5 of the bytes read.
+        expected: String,
+    },
+    /// No ETag where one is needed (SSE-KMS): the upload cannot be checked at all.
+    Missing,
+}
+
+/// Classifies a PutObject answer: `answered` is its ETag, `md5` the MD5 of the bytes read
+/// from the file, `etag_is_md5` whether the object's encryption keeps ETags as MD5s.
+pub fn check_put_answer(answered: Option<&str>, md5: &[u8; 16], etag_is_md5: bool) -> PutAnswer {
+    let expected = single_etag(md5);
+    match answered.map(bare_etag) {
+        Some(etag) if !etag_is_md5 => PutAnswer::Unconfirmed(etag),
+        Some(etag) if etag_eq(&etag, &expected) => PutAnswer::Confirmed(etag),
+        Some(answered) => PutAnswer::Mismatch { answered, expected },
+        None if etag_is_md5 => PutAnswer::Unconfirmed(expected),
+        None => PutAnswer::Missing,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_md5_etag_of_the_bytes_read_confirms_a_put() {
+        let md5 = md5_of(b"hello");
+        let hex = single_etag(&md5);
+        let quoted = format!("\"{}\"", hex.to_uppercase());
+        assert_eq!(
+            check_put_answer(Some(&quoted), &md5, true),
+            PutAnswer::Confirmed(hex.to_uppercase())
+        );
+        // Another content's MD5: never a confirmation.
+        let other = single_etag(&md5_of(b"hellO"));
+        assert_eq!(
+            check_put_answer(Some(&other), &md5, true),
+            PutAnswer::Mismatch {
+                answered: other.clone(),
+                expected: hex.clone()
+            }
+        );
+        // SSE-KMS: the ETag is no MD5, whatever it looks like; HeadObject decides.
+        assert_eq!(
+            check_put_answer(Some(&hex), &md5, false),
+            PutAnswer::Unconfirmed(hex.clone())
+        );
+        assert_eq!(
+            check_put_answer(Some(&other), &md5, false),
+            PutAnswer::Unconfirmed(other)
+        );
+        // No ETag: HeadObject must find the expected one; with SSE-KMS there is none to find.
+        assert_eq!(
+            check_put_answer(None, &md5, true),
+            PutAnswer::Unconfirmed(hex)
+        );
+        assert_eq!(check_put_answer(None, &md5, false), PutAnswer::Missing);
+    }
 
     fn md5_of(data: &[u8]) -> [u8; 16] {
         Md5::digest(data).into()

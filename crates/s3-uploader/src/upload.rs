@@ -21,7 +21,7 @@ use crate::error::{ErrorKind, UploadError};
 use crate::ledger::{FileRecord, FileState, Ledger, PartRecord};
 use crate::metadata::{UploaderId, UploaderSpec};
 use crate::metrics::Metrics;
-use crate::plan::{self, Encryption, ObjectOptions};
+use crate::plan::{self, Encryption, ObjectOptions, PutAnswer};
 use crate::scan::SkipReason;
 use crate::settings::Settings;
 
@@ -177,15 +177,15 @@ impl UploadContext {
             return Ok(Outcome::Skipped(SkipReason::Empty));
         }
         let client = self.clients.client(job.target.credentials.as_ref()).await;
-        let mut row = match self.ledger.live(path).await? {
-            None => {
-                let key = self.key_for(job, mtime_ms);
-                let bucket = &job.target.spec.metadata.s3_bucket;
-                self.ledger
-                    .insert_pending(path, size, mtime_ms, bucket, &key, self.now())
-                    .await?
-            }
-            Some(row) if row.size != size || row.mtime_ms != mtime_ms => {
+        let key = self.key_for(job, mtime_ms);
+        let bucket = &job.target.spec.metadata.s3_bucket;
+        let taken = self
+            .ledger
+            .live_or_insert_pending(path, size, mtime_ms, bucket, &key, self.now())
+            .await?;
+        let mut row = match taken {
+            (row, true) => row,
+            (row, false) if row.size != size || row.mtime_ms != mtime_ms => {
                 tracing::info!(
                     path = %path.display(),
                     recorded_size = row.size,
@@ -194,19 +194,24 @@ impl UploadContext {
                 );
                 self.restart(&client, job, row, size, mtime_ms).await?
             }
-            Some(row) => row,
+            (row, false) => row,
         };
+        // Set when this run's PutObject answer itself confirmed the object.
+        let mut confirmed_by_put = false;
         loop {
             match row.state {
                 FileState::Pending => {
                     if size > self.settings.max_single_upload_size {
                         self.start_multipart(&client, job, &mut row).await?;
                     } else {
-                        self.single_put(&client, job, &mut row).await?;
+                        confirmed_by_put = self.single_put(&client, job, &mut row).await?;
                     }
                 }
                 FileState::Uploading => {
                     self.resume_multipart(&client, job, &mut row).await?;
+                }
+                FileState::Uploaded if confirmed_by_put => {
+                    return self.delete_local(&client, job, &row).await;
                 }
                 FileState::Uploaded => return self.confirm_and_delete(&client, job, &row).await,
                 FileState::Deleted | FileState::Abandoned => return Ok(Outcome::Vanished),
@@ -279,12 +284,14 @@ impl UploadContext {
         )
     }
 
+    /// Sends the file in one PutObject and records S3's ETag. Returns whether S3's answer
+    /// confirmed the object (see [`plan::PutAnswer`]); if not, a HeadObject must.
     async fn single_put(
         &self,
         client: &Client,
         job: &FileJob,
         row: &mut FileRecord,
-    ) -> Result<(), UploadError> {
+    ) -> Result<bool, UploadError> {
         let options = self.options(job, row.size);
         let target = Target {
             op: "PutObject",
@@ -309,7 +316,12 @@ impl UploadContext {
                     .key(&row.key)
                     .content_length(i64::try_from(size).unwrap_or(i64::MAX))
                     .content_md5(&content_md5)
-                    .body(ByteStream::from(body.clone()));
+                    .body(ByteStream::from(body.clone()))
+                    // The signed Content-MD5 already binds the body to the request, and S3
+                    // refuses a body that does not match it: a SHA-256 of the same bytes on
+                    // both ends would add only CPU.
+                    .customize()
+                    .disable_payload_signing();
                 async move { request.send().await.map_err(RequestError::from) }
             })
             .await?;
@@ -367,31 +379,31 @@ impl UploadContext {
             };
             (response.e_tag, md5)
         };
-        let expected = plan::single_etag(&md5);
-        let etag = match etag {
-            Some(etag) => plan::bare_etag(&etag),
-            None if options.encryption.etag_is_md5() => expected.clone(),
-            None => {
+        let etag_is_md5 = options.encryption.etag_is_md5();
+        let (etag, confirmed) = match plan::check_put_answer(etag.as_deref(), &md5, etag_is_md5) {
+            PutAnswer::Confirmed(etag) => (etag, true),
+            PutAnswer::Unconfirmed(etag) => (etag, false),
+            // The bytes read for the MD5 are not the bytes S3 received: the file changed.
+            PutAnswer::Mismatch { .. } => {
+                return self.changed_during_upload(client, job, row).await;
+            }
+            PutAnswer::Missing => {
                 return Err(self.verify_error(job, row, "PutObject answered without an ETag"));
             }
         };
-        if options.encryption.etag_is_md5() && !plan::etag_eq(&etag, &expected) {
-            // The bytes read for the MD5 are not the bytes S3 received: the file changed.
-            return self.changed_during_upload(client, job, row).await;
-        }
         self.ledger.mark_uploaded(row.id, &etag, self.now()).await?;
         self.metrics.uploaded(row.size);
         row.state = FileState::Uploaded;
         row.etag = Some(etag);
-        Ok(())
+        Ok(confirmed)
     }
 
-    async fn changed_during_upload(
+    async fn changed_during_upload<T>(
         &self,
         client: &Client,
         job: &FileJob,
         row: &mut FileRecord,
-    ) -> Result<(), UploadError> {
+    ) -> Result<T, UploadError> {
         let meta = std::fs::symlink_metadata(&job.path).map_err(local("stat", &job.path))?;
         *row = self
             .restart(client, job, row.clone(), meta.len(), mtime_millis(&meta))
@@ -699,8 +711,8 @@ impl UploadContext {
         Ok(())
     }
 
-    /// Deletes the local file once S3 holds an object of its size with the recorded ETag and
-    /// the file is unchanged since it was recorded.
+    /// Deletes the local file once HeadObject shows an object of its size with the recorded
+    /// ETag and the file is unchanged since it was recorded.
     async fn confirm_and_delete(
         &self,
         client: &Client,
@@ -730,6 +742,18 @@ impl UploadContext {
                 .await?;
             return Err(self.verify_error(job, row, &reason));
         }
+        self.delete_local(client, job, row).await
+    }
+
+    /// Deletes the local file of an object S3 has confirmed, unless the file changed since it
+    /// was recorded (then it is uploaded again); then records the deletion. The order matters:
+    /// `deleted` is written only once the file is gone.
+    async fn delete_local(
+        &self,
+        client: &Client,
+        job: &FileJob,
+        row: &FileRecord,
+    ) -> Result<Outcome, UploadError> {
         match std::fs::symlink_metadata(&job.path) {
             Ok(meta) if meta.len() == row.size && mtime_millis(&meta) == row.mtime_ms => {}
             Ok(meta) => {

@@ -543,3 +543,41 @@ async fn a_refused_upload_never_deletes_and_never_blocks_other_uploaders() {
     assert!(server.s5cmd_ls(&bucket, "bad/").is_empty());
     assert_eq!(server.s5cmd_ls(&bucket, "good/").len(), 3);
 }
+
+/// A metadata file is read as soon as it is complete (renamed into place, or closed after an
+/// in-place write), and an immediate uploader's final pass follows its last upload at once:
+/// neither waits for `debounceMillis`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immediate_uploader_does_not_wait_for_the_debounce() {
+    let server = S3Server::start();
+    let bucket = bucket();
+    server.create_bucket(&bucket);
+    let env = Env::new(server.s3(), "  debounceMillis: 5000\n");
+    let running = env.start();
+    // The start-up scan is over; what follows comes through the watch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (name, atomic) in [("renamed", true), ("in-place", false)] {
+        let dir = env.root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..3 {
+            Env::write_file(&dir, &format!("{i}.gz"), b"now", None);
+        }
+        let mut meta = Env::metadata(&dir, "*.gz", &bucket, &format!("{name}/%filename"));
+        meta["uploadImmediately"] = true.into();
+        let file = format!("{name}.s3.json");
+        let meta_path = if atomic {
+            env.write_metadata(&file, &meta)
+        } else {
+            env.write_metadata_in_place(&file, &meta.to_string())
+        };
+        wait_until(
+            "the uploader done well within the debounce",
+            Duration::from_secs(4),
+            || !meta_path.exists(),
+        )
+        .await;
+        assert!(files_in(&dir).is_empty(), "{name}");
+        assert_eq!(server.s5cmd_ls(&bucket, &format!("{name}/")).len(), 3);
+    }
+    running.stop().await;
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use singularity_common::config::{self, ConfigClass, ConfigSources};
 use singularity_runtime::Shutdown;
-use singularity_s3_uploader::{Deps, RunError, Settings};
+use singularity_s3_uploader::{Deps, RunError, S3ClientFactory, Settings};
 use singularity_test_support::S3Endpoint;
 
 /// A test's own directories and configuration.
@@ -157,6 +157,20 @@ impl Env {
     pub fn start(&self) -> Running {
         let settings = self.settings();
         let deps = Deps::from_settings(&settings);
+        Self::start_with(settings, deps)
+    }
+
+    /// Runs the uploader in-process with these S3 clients (the system clock).
+    pub fn start_with_clients(&self, clients: Arc<dyn S3ClientFactory>) -> Running {
+        let settings = self.settings();
+        let deps = Deps {
+            clients,
+            clock: Arc::new(singularity_s3_uploader::SystemClock),
+        };
+        Self::start_with(settings, deps)
+    }
+
+    fn start_with(settings: Settings, deps: Deps) -> Running {
         let shutdown = Shutdown::new();
         let handle = tokio::spawn(singularity_s3_uploader::run(
             settings,
@@ -563,4 +577,14 @@ pub async fn ledger_history(ledger: &Path, path: &Path) -> Vec<String> {
     rows.into_iter()
         .map(|r| r.state.as_str().to_owned())
         .collect()
+}
+
+/// The state of the live ledger row of `path`, if it has one.
+pub async fn ledger_live(ledger: &Path, path: &Path) -> Option<String> {
+    let ledger = singularity_s3_uploader::ledger::Ledger::open(ledger)
+        .await
+        .unwrap();
+    let row = ledger.live(path).await.unwrap();
+    ledger.close().await;
+    row.map(|r| r.state.as_str().to_owned())
 }
