@@ -10,83 +10,27 @@
 //! Environment: `EXECUTOR_BIN` (the binary to measure, default: the debug build next to this
 //! example), `RUNS` (launches measured, default 30).
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use bench_support::{config, percentile, status_kib};
 use serde_json::json;
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::TaskState;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((values.len() - 1) as f64 * p).round() as usize;
-    values[rank]
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn epoch_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
-}
-
-fn config(root: &Path) -> PathBuf {
-    let etc = root.join("etc");
-    for d in [
-        "etc",
-        "sandbox",
-        "tasks",
-        "s3",
-        "tail",
-        "cache",
-        "logrotate.d",
-    ] {
-        fs::create_dir_all(root.join(d)).expect("mkdir");
-    }
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| "root".into());
-    let r = root.display();
-    fs::write(
-        etc.join("singularity.base.yaml"),
-        format!("s3UploaderMetadataDirectory: {r}/s3\nlogWatcherMetadataDirectory: {r}/tail\n"),
-    )
-    .expect("write");
-    fs::write(
-        etc.join("singularity.s3base.yaml"),
-        format!("artifactCacheDirectory: {r}/cache\n"),
-    )
-    .expect("write");
-    fs::write(
-        etc.join("singularity.executor.yaml"),
-        format!(
-            "globalTaskDefinitionDirectory: {r}/tasks\ndefaultRunAsUser: {user}\n\
-             logrotateConfDirectory: {r}/logrotate.d\nidleExecutorShutdownWaitMillis: 600000\n\
-             initialIdleExecutorShutdownWaitMillis: 600000\nhardKillAfterMillis: 5000\n"
-        ),
-    )
-    .expect("write");
-    etc
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +48,7 @@ async fn main() {
         .prefix("se-bench-executor-")
         .tempdir()
         .expect("temp dir");
-    let etc = config(root.path());
+    let etc = config(root.path(), "");
     let sandbox = root.path().join("sandbox");
 
     let agent = FakeAgent::start("bench-fw", "bench-ex").await;

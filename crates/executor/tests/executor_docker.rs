@@ -102,6 +102,20 @@ async fn running_and_printed(agent: &FakeAgent, harness: &Harness, id: &str, nee
     }
 }
 
+/// Launches a container of the test image running `data`'s command and waits until it is
+/// running and has printed `ready`; its task id.
+async fn launch_ready(agent: &FakeAgent, harness: &Harness, data: &Value) -> String {
+    let id = task_id();
+    agent.launch(docker_task(
+        agent,
+        &id,
+        data,
+        docker(&services::test_image()),
+    ));
+    running_and_printed(agent, harness, &id, "ready").await;
+    id
+}
+
 fn message(status: &singularity_mesos::TaskStatus) -> String {
     status.message.clone().unwrap_or_default()
 }
@@ -325,14 +339,7 @@ async fn a_container_trapping_sigterm_is_killed_gracefully_at_once() {
     let harness = harness("");
     let agent = FakeAgent::start("fw-1", "ex-1").await;
     let mut executor = harness.spawn(&agent, true);
-    let id = task_id();
-    agent.launch(docker_task(
-        &agent,
-        &id,
-        &json!({"cmd": TRAPS_TERM}),
-        docker(&services::test_image()),
-    ));
-    running_and_printed(&agent, &harness, &id, "ready").await;
+    let id = launch_ready(&agent, &harness, &json!({"cmd": TRAPS_TERM})).await;
     let killed_at = Instant::now();
     agent.kill(&id, None);
     let status = wait_terminal(&agent, &id).await;
@@ -691,14 +698,7 @@ async fn sigterm_to_the_executor_stops_a_container_like_a_kill() {
     let harness = harness("");
     let agent = FakeAgent::start("fw-1", "ex-1").await;
     let mut executor = harness.spawn(&agent, true);
-    let id = task_id();
-    agent.launch(docker_task(
-        &agent,
-        &id,
-        &json!({"cmd": TRAPS_TERM}),
-        docker(&services::test_image()),
-    ));
-    running_and_printed(&agent, &harness, &id, "ready").await;
+    let id = launch_ready(&agent, &harness, &json!({"cmd": TRAPS_TERM})).await;
     assert!(container_exists(&container_name(&id)));
     let pid = executor.id().expect("executor pid");
     nix::sys::signal::kill(
@@ -984,28 +984,19 @@ async fn a_destroy_kills_a_container_at_once_during_its_grace() {
     let harness = harness("dockerStopTimeout: 60");
     let agent = FakeAgent::start("fw-1", "ex-1").await;
     let mut executor = harness.spawn(&agent, true);
-    let id = task_id();
-    agent.launch(docker_task(
+    let id = launch_ready(
         &agent,
-        &id,
+        &harness,
         &json!({"cmd": "sh -c 'echo ready; exec sleep 600'"}),
-        docker(&services::test_image()),
-    ));
-    running_and_printed(&agent, &harness, &id, "ready").await;
+    )
+    .await;
     // A graceful kill in progress (60 s for a PID 1 ignoring SIGTERM) is cut short.
     agent.kill(&id, None);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!states(&agent, &id).iter().any(|s| s.is_terminal()));
 
     let destroyed_at = Instant::now();
-    let destroy = json!({
-        "@class": ".SingularityTaskDestroyFrameworkMessage",
-        "taskId": {"requestId": "r", "deployId": "dep1", "startedAt": 1, "instanceNo": 1,
-                   "host": "testhost", "sanitizedHost": "testhost", "rackId": "rack1",
-                   "sanitizedRackId": "rack1", "id": id},
-        "user": "ops@example.com"
-    });
-    agent.message(destroy.to_string().into_bytes());
+    agent.message(destroy_message(&id, "ops@example.com"));
     let status = wait_terminal(&agent, &id).await;
     assert!(
         destroyed_at.elapsed() < Duration::from_secs(3),

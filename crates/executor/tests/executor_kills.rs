@@ -213,14 +213,7 @@ async fn a_destroy_message_kills_at_once() {
     assert!(!states(&agent, &id).iter().any(|s| s.is_terminal()));
 
     let destroyed_at = Instant::now();
-    let message = json!({
-        "@class": ".SingularityTaskDestroyFrameworkMessage",
-        "taskId": {"requestId": "r", "deployId": "dep1", "startedAt": 1, "instanceNo": 1,
-                   "host": "testhost", "sanitizedHost": "testhost", "rackId": "rack1",
-                   "sanitizedRackId": "rack1", "id": id},
-        "user": "ops@example.com"
-    });
-    agent.message(message.to_string().into_bytes());
+    agent.message(destroy_message(&id, "ops@example.com"));
     let status = wait_terminal(&agent, &id).await;
     assert!(destroyed_at.elapsed() < Duration::from_secs(2));
     assert_eq!(status.state, TaskState::TaskKilled);

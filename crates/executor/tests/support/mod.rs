@@ -310,3 +310,16 @@ pub fn assert_no_rejections(agent: &FakeAgent) {
     let rejections = agent.rejections();
     assert!(rejections.is_empty(), "the agent refused: {rejections:#?}");
 }
+
+/// The Singularity destroy framework message for `task_id`, sent by `user`.
+pub fn destroy_message(task_id: &str, user: &str) -> Vec<u8> {
+    serde_json::json!({
+        "@class": ".SingularityTaskDestroyFrameworkMessage",
+        "taskId": {"requestId": "r", "deployId": "dep1", "startedAt": 1, "instanceNo": 1,
+                   "host": "testhost", "sanitizedHost": "testhost", "rackId": "rack1",
+                   "sanitizedRackId": "rack1", "id": task_id},
+        "user": user
+    })
+    .to_string()
+    .into_bytes()
+}
