@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark of singularity-executor's Docker runtime against the fake Mesos agent and the real
-# engine of scripts/services.sh (not a test: it prints figures). Builds the release binary and
-# the harness (crates/executor/examples/docker_bench.rs), then measures:
+# engine of scripts/services.sh (not a test: it prints figures). Builds the release binary as
+# deploy/install.sh does and the harness (crates/executor/examples/docker_bench.rs), then
+# measures:
 #   1. LAUNCH -> TASK_RUNNING for a container, against `docker run -d` of the same image in
 #      the same run (target <= 1.1x);
 #   2. KILL -> SIGTERM seen inside the container (target <= 50 ms).
@@ -16,8 +17,7 @@ bash scripts/services.sh up >/dev/null
 # shellcheck disable=SC1091
 . "$REPO/.services/env"
 SOCKET=${DOCKER_HOST#unix://}
-cargo build --release -q -p singularity-executor --bin singularity-executor --example docker_bench
-EXECUTOR_BIN="$REPO/target/release/singularity-executor" \
-  RUNS="${RUNS:-20}" \
-  DOCKER_SOCKET="$SOCKET" \
-  "$REPO/target/release/examples/docker_bench"
+# shellcheck source=bench/lib/executor-build.sh
+. "$REPO/bench/lib/executor-build.sh"
+build_executor_for_bench docker_bench
+RUNS="${RUNS:-20}" DOCKER_SOCKET="$SOCKET" "$HARNESS_BIN"
