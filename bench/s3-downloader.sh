@@ -8,19 +8,26 @@
 #
 # Measured, each with a cold cache (a fresh daemon over an empty cache directory):
 #   1. 1 x 1 GiB:     POST /download (download, md5 check, copy into the target) vs s5cmd cp
-#   2. 50 x 20 MiB:   50 concurrent POSTs vs one s5cmd cp of the 50 objects
-#   3. 16 identical concurrent POSTs of the 1 GiB object vs 1 POST
+#   2. 50 x 20 MiB:   50 POSTs sent at once by one curl process vs one s5cmd cp of the 50
+#                     objects
+#   3. 16 identical POSTs of the 1 GiB object, sent at once, vs 1 POST
 #   4. peak RSS of the daemon (VmHWM) during each of the above
 # and, for 1 and 2, the CPU seconds the daemon (or s5cmd) and the S3 server used, and the
-# load average when each measurement started: the server shares the machine, so CPU spent
-# by the client is time taken from the server.
+# load average when each measurement started.
 #
-# Needs: cargo, curl, md5sum, s5cmd (scripts/services.sh up installs it), ~6 GiB free in
-# BENCH_DIR (default: a new directory under /var/tmp). Everything started here is stopped by
-# pid on exit. Environment: RUNS, BENCH_DIR, KEEP=1 (keep BENCH_DIR), DAEMON (another build
-# of the daemon to measure, e.g. a copy of an earlier one), and the daemon's transfer settings
-# DOWNLOAD_PART_SIZE_BYTES, DOWNLOAD_PART_CONCURRENCY, NUM_DOWNLOADER_THREADS (defaults: the
-# shipped ones).
+# CPU placement (CPUS):
+#   split   the S3 server runs on CPU 0 and the clients (daemon, s5cmd, curl) on the others,
+#           as on an agent, where S3 is another machine: this measures the time to download;
+#   shared  every process may run on every CPU: the clients take their CPU from the server's,
+#           so on a small machine this compares how much CPU each client uses;
+#   both    (default) both placements in each run; case 3 runs in the last one.
+#
+# Needs: cargo, curl, md5sum, taskset, s5cmd (scripts/services.sh up installs it), ~6 GiB free
+# in BENCH_DIR (default: a new directory under /var/tmp). Everything started here is stopped
+# by pid on exit. Environment: RUNS, CPUS, CASES (default "big small same": cases 1, 2, 3),
+# BENCH_DIR, KEEP=1 (keep BENCH_DIR), DAEMON (another build of the daemon to measure, e.g. a
+# copy of an earlier one), and the daemon's transfer settings DOWNLOAD_PART_SIZE_BYTES,
+# DOWNLOAD_PART_CONCURRENCY, NUM_DOWNLOADER_THREADS (defaults: the shipped ones).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,6 +53,35 @@ cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' 
 children_cpu() { awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.2f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1"; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
+
+CASES=${CASES:-big small same}
+want() { [[ " $CASES " == *" $1 "* ]]; }
+CPUS=${CPUS:-both}
+case $CPUS in
+    both) PLACEMENTS="split shared" ;;
+    split | shared) PLACEMENTS=$CPUS ;;
+    *) die "CPUS must be split, shared or both, not '$CPUS'" ;;
+esac
+LAST_CPU=$(($(nproc) - 1))
+if [[ $PLACEMENTS == *split* ]]; then
+    ((LAST_CPU >= 1)) || die "CPUS=split needs at least 2 CPUs"
+    command -v taskset >/dev/null || die "taskset not found (util-linux)"
+fi
+PLACEMENT=shared
+# The prefix that runs a client (daemon, s5cmd, curl) on the CPUs of the current placement;
+# taskset executes the command itself, so $! stays the client's pid.
+CLIENT=()
+# place_server: moves every thread of the S3 server to the CPUs of the current placement
+# and sets CLIENT for it.
+place_server() {
+    local cpus="0-$LAST_CPU"
+    CLIENT=()
+    if [ "$PLACEMENT" = split ]; then
+        cpus=0
+        CLIENT=(taskset -c "1-$LAST_CPU")
+    fi
+    taskset -a -p -c "$cpus" "$S3_PID" >/dev/null
+}
 
 # The Go binary itself, not the Python wrapper on PATH (whose start-up would be timed too).
 S5CMD=${S5CMD:-}
@@ -95,25 +131,30 @@ done
 grep -q listening "$BENCH_DIR/s3.out" || die "the S3 server did not start: $(cat "$BENCH_DIR/s3.log")"
 
 s5() {
-    env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL -u AWS_CA_BUNDLE \
+    "${CLIENT[@]}" env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL -u AWS_CA_BUNDLE \
         AWS_ACCESS_KEY_ID="$ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$SECRET_KEY" AWS_REGION="$REGION" \
         AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
         "$S5CMD" --endpoint-url "$S3_ENDPOINT" "$@"
 }
 
 # --- objects -------------------------------------------------------------------------------
-log "writing and uploading 1 x 1 GiB and 50 x 20 MiB of random data"
+log "writing and uploading the objects (random data)"
 SRC="$BENCH_DIR/src"
 mkdir -p "$SRC/small"
-head -c 1G /dev/urandom >"$SRC/big.bin"
-for i in $(seq -w 1 50); do head -c 20M /dev/urandom >"$SRC/small/$i.bin"; done
-s5 cp "$SRC/big.bin" "s3://$BUCKET/big/big.bin" >/dev/null
-s5 cp "$SRC/small/*" "s3://$BUCKET/small/" >/dev/null
-BIG_MD5=$(md5sum "$SRC/big.bin" | cut -d' ' -f1)
+BIG_MD5=
+if want big || want same; then
+    head -c 1G /dev/urandom >"$SRC/big.bin"
+    s5 cp "$SRC/big.bin" "s3://$BUCKET/big/big.bin" >/dev/null
+    BIG_MD5=$(md5sum "$SRC/big.bin" | cut -d' ' -f1)
+fi
 declare -A SMALL_MD5
-for f in "$SRC"/small/*.bin; do
-    SMALL_MD5[$(basename "$f")]=$(md5sum "$f" | cut -d' ' -f1)
-done
+if want small; then
+    for i in $(seq -w 1 50); do head -c 20M /dev/urandom >"$SRC/small/$i.bin"; done
+    s5 cp "$SRC/small/*" "s3://$BUCKET/small/" >/dev/null
+    for f in "$SRC"/small/*.bin; do
+        SMALL_MD5[$(basename "$f")]=$(md5sum "$f" | cut -d' ' -f1)
+    done
+fi
 rm -rf "$SRC"
 
 # --- daemon --------------------------------------------------------------------------------
@@ -148,7 +189,7 @@ DAEMON_PID=
 start_daemon() {
     rm -rf "$BENCH_DIR/cache"
     mkdir -p "$BENCH_DIR/cache"
-    AWS_EC2_METADATA_DISABLED=true RUST_LOG=warn "$DAEMON" --config-dir "$ETC" 2>>"$BENCH_DIR/daemon.log" &
+    AWS_EC2_METADATA_DISABLED=true RUST_LOG=warn "${CLIENT[@]}" "$DAEMON" --config-dir "$ETC" 2>>"$BENCH_DIR/daemon.log" &
     DAEMON_PID=$!
     PIDS+=("$DAEMON_PID")
     for _ in $(seq 200); do
@@ -186,140 +227,189 @@ post() {
 export -f post die log
 export BENCH_DIR BUCKET DL_PORT
 
-declare -a T_FETCH_BIG T_S5_BIG T_DL_BIG T_S5_SMALL T_DL_SMALL T_ONE T_SIXTEEN HWM_BIG HWM_SMALL HWM_SIXTEEN
-declare -a C_S5_BIG C_DL_BIG C_S5_SMALL C_DL_SMALL S_S5_BIG S_DL_BIG S_S5_SMALL S_DL_SMALL LOADS
+# prepare_posts NAME: reads "KEY FILENAME MD5 TARGET" lines and writes a curl config that
+# sends them all at once from one process (as an executor staging several artifacts does),
+# so that starting 50 shells and curls is not timed as the daemon's.
+prepare_posts() {
+    local dir="$BENCH_DIR/posts-$1" n=0 key name md5 target
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    while read -r key name md5 target; do
+        n=$((n + 1))
+        printf '{"targetDirectory":"%s","timeoutMillis":600000,"s3Artifact":{"name":"%s","filename":"%s","md5sum":"%s","s3Bucket":"%s","s3ObjectKey":"%s"}}' \
+            "$target" "$name" "$name" "$md5" "$BUCKET" "$key" >"$dir/$n.json"
+        {
+            ((n > 1)) && echo next
+            echo "url = \"http://127.0.0.1:$DL_PORT/download\""
+            echo 'header = "Content-Type: application/json"'
+            echo "data-binary = \"@$dir/$n.json\""
+            echo "output = \"$dir/$n.answer\""
+            printf '%s\n' 'write-out = "%{http_code}\n"'
+        } >>"$dir/curl.config"
+    done
+}
+# post_prepared NAME: sends what prepare_posts NAME prepared; fails unless every answer is 200.
+post_prepared() {
+    local dir="$BENCH_DIR/posts-$1" codes
+    codes=$("${CLIENT[@]}" curl -sS --no-progress-meter --parallel --parallel-immediate --parallel-max 64 --config "$dir/curl.config") ||
+        die "curl failed for $1"
+    if [ "$(grep -c '^200$' <<<"$codes")" != "$(find "$dir" -name '*.json' | wc -l)" ]; then
+        die "not every request of $1 answered 200: $(sort <<<"$codes" | uniq -c | tr '\n' ' ') $(cat "$dir"/*.answer)"
+    fi
+}
+
+# Samples by "placement:measure", space-separated.
+declare -A T
+add() { T[$1]="${T[$1]:-} $2"; }
+values() { tr ' ' '\n' <<<"${T[$1]:-}" | sed '/^$/d'; }
 
 for run in $(seq "$RUNS"); do
     log "run $run of $RUNS"
     OUT="$BENCH_DIR/out"
+    for PLACEMENT in $PLACEMENTS; do
+        place_server
+        P=$PLACEMENT
 
-    # 1. 1 x 1 GiB; the order alternates between runs.
-    for who in $( ((run % 2)) && echo "s5cmd daemon" || echo "daemon s5cmd"); do
-        rm -rf "$OUT" "${MESOS:?}"/*
-        mkdir -p "$OUT"
-        sync
-        if [ "$who" = s5cmd ]; then
-            LOADS+=("$(load1)")
-            server=$(cpu_of "$S3_PID")
-            times >"$BENCH_DIR/times.0"
-            t=$(now)
-            s5 cp "s3://$BUCKET/big/big.bin" "$OUT/big.bin" >/dev/null
-            T_S5_BIG+=("$(elapsed "$t")")
-            times >"$BENCH_DIR/times.1"
-            S_S5_BIG+=("$(minus "$(cpu_of "$S3_PID")" "$server")")
-            C_S5_BIG+=("$(minus "$(children_cpu "$BENCH_DIR/times.1")" "$(children_cpu "$BENCH_DIR/times.0")")")
-        else
-            start_daemon
-            LOADS+=("$(load1)")
-            server=$(cpu_of "$S3_PID")
-            daemon=$(cpu_of "$DAEMON_PID")
-            t=$(now)
-            post big/big.bin big.bin "$BIG_MD5" "$MESOS/task-big"
-            T_DL_BIG+=("$(elapsed "$t")")
-            S_DL_BIG+=("$(minus "$(cpu_of "$S3_PID")" "$server")")
-            C_DL_BIG+=("$(minus "$(cpu_of "$DAEMON_PID")" "$daemon")")
-            T_FETCH_BIG+=("$(metric s3_downloader_download_duration_seconds_sum)")
-            stop_daemon
-            HWM_BIG+=("$HWM")
-            [ "$(md5sum "$MESOS/task-big/big.bin" | cut -d' ' -f1)" = "$BIG_MD5" ] || die "big.bin placed wrong"
-        fi
+        # 1. 1 x 1 GiB; the order alternates between runs.
+        want big && for who in $( ((run % 2)) && echo "s5cmd daemon" || echo "daemon s5cmd"); do
+            rm -rf "$OUT" "${MESOS:?}"/*
+            mkdir -p "$OUT"
+            sync
+            if [ "$who" = s5cmd ]; then
+                add load "$(load1)"
+                server=$(cpu_of "$S3_PID")
+                times >"$BENCH_DIR/times.0"
+                t=$(now)
+                s5 cp "s3://$BUCKET/big/big.bin" "$OUT/big.bin" >/dev/null
+                add "$P:s5_big" "$(elapsed "$t")"
+                times >"$BENCH_DIR/times.1"
+                add "$P:s5_big_server_cpu" "$(minus "$(cpu_of "$S3_PID")" "$server")"
+                add "$P:s5_big_cpu" "$(minus "$(children_cpu "$BENCH_DIR/times.1")" "$(children_cpu "$BENCH_DIR/times.0")")"
+            else
+                start_daemon
+                add load "$(load1)"
+                server=$(cpu_of "$S3_PID")
+                daemon=$(cpu_of "$DAEMON_PID")
+                t=$(now)
+                "${CLIENT[@]}" bash -c 'post "$@"' _ big/big.bin big.bin "$BIG_MD5" "$MESOS/task-big"
+                add "$P:dl_big" "$(elapsed "$t")"
+                add "$P:dl_big_server_cpu" "$(minus "$(cpu_of "$S3_PID")" "$server")"
+                add "$P:dl_big_cpu" "$(minus "$(cpu_of "$DAEMON_PID")" "$daemon")"
+                add "$P:fetch_big" "$(metric s3_downloader_download_duration_seconds_sum)"
+                stop_daemon
+                add "$P:hwm_big" "$HWM"
+                [ "$(md5sum "$MESOS/task-big/big.bin" | cut -d' ' -f1)" = "$BIG_MD5" ] || die "big.bin placed wrong"
+            fi
+        done
+
+        # 2. 50 x 20 MiB.
+        want small && for who in $( ((run % 2)) && echo "s5cmd daemon" || echo "daemon s5cmd"); do
+            rm -rf "$OUT" "${MESOS:?}"/*
+            mkdir -p "$OUT"
+            sync
+            if [ "$who" = s5cmd ]; then
+                add load "$(load1)"
+                server=$(cpu_of "$S3_PID")
+                times >"$BENCH_DIR/times.0"
+                t=$(now)
+                s5 cp "s3://$BUCKET/small/*" "$OUT/" >/dev/null
+                add "$P:s5_small" "$(elapsed "$t")"
+                times >"$BENCH_DIR/times.1"
+                add "$P:s5_small_server_cpu" "$(minus "$(cpu_of "$S3_PID")" "$server")"
+                add "$P:s5_small_cpu" "$(minus "$(children_cpu "$BENCH_DIR/times.1")" "$(children_cpu "$BENCH_DIR/times.0")")"
+            else
+                for name in "${!SMALL_MD5[@]}"; do
+                    echo "small/$name $name ${SMALL_MD5[$name]} $MESOS/task-${name%.bin}"
+                done | prepare_posts small
+                start_daemon
+                add load "$(load1)"
+                server=$(cpu_of "$S3_PID")
+                daemon=$(cpu_of "$DAEMON_PID")
+                t=$(now)
+                post_prepared small
+                add "$P:dl_small" "$(elapsed "$t")"
+                add "$P:dl_small_server_cpu" "$(minus "$(cpu_of "$S3_PID")" "$server")"
+                add "$P:dl_small_cpu" "$(minus "$(cpu_of "$DAEMON_PID")" "$daemon")"
+                stop_daemon
+                add "$P:hwm_small" "$HWM"
+                [ "$(find "$MESOS" -name '*.bin' | wc -l)" = 50 ] || die "not all 50 objects placed"
+            fi
+        done
     done
 
-    # 2. 50 x 20 MiB.
-    for who in $( ((run % 2)) && echo "s5cmd daemon" || echo "daemon s5cmd"); do
-        rm -rf "$OUT" "${MESOS:?}"/*
-        mkdir -p "$OUT"
-        sync
-        if [ "$who" = s5cmd ]; then
-            LOADS+=("$(load1)")
-            server=$(cpu_of "$S3_PID")
-            times >"$BENCH_DIR/times.0"
-            t=$(now)
-            s5 cp "s3://$BUCKET/small/*" "$OUT/" >/dev/null
-            T_S5_SMALL+=("$(elapsed "$t")")
-            times >"$BENCH_DIR/times.1"
-            S_S5_SMALL+=("$(minus "$(cpu_of "$S3_PID")" "$server")")
-            C_S5_SMALL+=("$(minus "$(children_cpu "$BENCH_DIR/times.1")" "$(children_cpu "$BENCH_DIR/times.0")")")
-        else
-            start_daemon
-            LOADS+=("$(load1)")
-            server=$(cpu_of "$S3_PID")
-            daemon=$(cpu_of "$DAEMON_PID")
-            t=$(now)
-            for name in "${!SMALL_MD5[@]}"; do
-                echo "small/$name $name ${SMALL_MD5[$name]} $MESOS/task-${name%.bin}"
-            done | xargs -P 50 -L 1 bash -c 'post "$@"' _
-            T_DL_SMALL+=("$(elapsed "$t")")
-            S_DL_SMALL+=("$(minus "$(cpu_of "$S3_PID")" "$server")")
-            C_DL_SMALL+=("$(minus "$(cpu_of "$DAEMON_PID")" "$daemon")")
-            stop_daemon
-            HWM_SMALL+=("$HWM")
-            [ "$(find "$MESOS" -name '*.bin' | wc -l)" = 50 ] || die "not all 50 objects placed"
-        fi
-    done
-
-    # 3. 16 identical concurrent requests vs one, 1 GiB, cold each time.
+    # 3. 16 identical concurrent requests vs one, 1 GiB, cold each time (last placement).
+    want same || continue
     rm -rf "$OUT" "${MESOS:?}"/*
     sync
     start_daemon
-    LOADS+=("$(load1)")
+    add load "$(load1)"
     t=$(now)
-    post big/big.bin big.bin "$BIG_MD5" "$MESOS/task-one"
-    T_ONE+=("$(elapsed "$t")")
+    "${CLIENT[@]}" bash -c 'post "$@"' _ big/big.bin big.bin "$BIG_MD5" "$MESOS/task-one"
+    add one "$(elapsed "$t")"
     stop_daemon
     rm -rf "${MESOS:?}"/*
     sync
-    start_daemon
-    LOADS+=("$(load1)")
-    t=$(now)
     for _ in $(seq 16); do
         echo "big/big.bin big.bin $BIG_MD5 $MESOS/task-same"
-    done | xargs -P 16 -L 1 bash -c 'post "$@"' _
-    T_SIXTEEN+=("$(elapsed "$t")")
+    done | prepare_posts same
+    start_daemon
+    add load "$(load1)"
+    t=$(now)
+    post_prepared same
+    add sixteen "$(elapsed "$t")"
     stop_daemon
-    HWM_SIXTEEN+=("$HWM")
+    add hwm_sixteen "$HWM"
 done
 rm -rf "$BENCH_DIR/out" "${MESOS:?}"/*
 
-s5_big=$(printf '%s\n' "${T_S5_BIG[@]}" | median)
-dl_big=$(printf '%s\n' "${T_DL_BIG[@]}" | median)
-s5_small=$(printf '%s\n' "${T_S5_SMALL[@]}" | median)
-dl_small=$(printf '%s\n' "${T_DL_SMALL[@]}" | median)
-fetch_big=$(printf '%s\n' "${T_FETCH_BIG[@]}" | median)
-one=$(printf '%s\n' "${T_ONE[@]}" | median)
-sixteen=$(printf '%s\n' "${T_SIXTEEN[@]}" | median)
-max_kib() { printf '%s\n' "$@" | sort -n | tail -1; }
-med() { printf '%s\n' "$@" | median; }
-load_min=$(printf '%s\n' "${LOADS[@]}" | sort -g | head -1)
-load_max=$(printf '%s\n' "${LOADS[@]}" | sort -g | tail -1)
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+med() { values "$1" | median; }
+max_mib() { values "$1" | sort -n | tail -1 | awk '{ printf "%.1f", $1 / 1024 }'; }
+raw() { echo "${T[$1]:-}"; }
 
 cat <<EOF
 
 singularity-s3-downloader vs s5cmd $("$S5CMD" version 2>/dev/null | head -1), $RUNS runs, medians (seconds)
 settings: ${DOWNLOAD_PART_SIZE_BYTES:-default} part size, ${DOWNLOAD_PART_CONCURRENCY:-default} parts in flight, ${NUM_DOWNLOADER_THREADS:-default} downloads at once
+EOF
+for P in $PLACEMENTS; do
+    want big || want small || break
+    echo
+    if [ "$P" = split ]; then
+        echo "CPUs split: the S3 server on CPU 0, the clients on CPUs 1-$LAST_CPU"
+    else
+        echo "CPUs shared: the S3 server and the clients on all $(nproc) CPUs"
+    fi
+    echo
+    echo "| case | daemon | s5cmd | daemon / s5cmd | CPU s: daemon, S3 server | CPU s: s5cmd, S3 server |"
+    echo "|---|---|---|---|---|---|"
+    for c in big small; do
+        want "$c" || continue
+        label="1 x 1 GiB, cold"
+        [ "$c" = small ] && label="50 x 20 MiB, cold"
+        echo "| $label | $(med "$P:dl_$c") | $(med "$P:s5_$c") | $(ratio "$(med "$P:dl_$c")" "$(med "$P:s5_$c")") | $(med "$P:dl_${c}_cpu"), $(med "$P:dl_${c}_server_cpu") | $(med "$P:s5_${c}_cpu"), $(med "$P:s5_${c}_server_cpu") |"
+    done
+    want big && echo "| (1 GiB: S3 to cache) | $(med "$P:fetch_big") | | | | |"
+    echo
+    echo "raw: s5cmd 1 GiB: $(raw "$P:s5_big") | daemon 1 GiB: $(raw "$P:dl_big") | s5cmd 50 x 20 MiB: $(raw "$P:s5_small") | daemon 50 x 20 MiB: $(raw "$P:dl_small")"
+done
+if want same; then
+    cat <<EOF
 
-| case | daemon | s5cmd | daemon / s5cmd |
+| case ($PLACEMENT CPUs) | 16 identical requests | 1 request | ratio |
 |---|---|---|---|
-| 1 x 1 GiB, cold | $dl_big | $s5_big | $(ratio "$dl_big" "$s5_big") |
-| (of which S3 to cache) | $fetch_big | | |
-| 50 x 20 MiB, cold | $dl_small | $s5_small | $(ratio "$dl_small" "$s5_small") |
+| 1 GiB, cold | $(med sixteen) | $(med one) | $(ratio "$(med sixteen)" "$(med one)") |
+EOF
+fi
+echo
+echo "| peak RSS of the daemon (VmHWM, MiB) | max over runs |"
+echo "|---|---|"
+for P in $PLACEMENTS; do
+    want big && echo "| during 1 x 1 GiB ($P CPUs) | $(max_mib "$P:hwm_big") |"
+    want small && echo "| during 50 x 20 MiB ($P CPUs) | $(max_mib "$P:hwm_small") |"
+done
+want same && echo "| during 16 x 1 GiB identical | $(max_mib hwm_sixteen) |"
+cat <<EOF
 
-| case | 16 identical requests | 1 request | ratio |
-|---|---|---|---|
-| 1 GiB, cold | $sixteen | $one | $(ratio "$sixteen" "$one") |
-
-| CPU seconds, medians | daemon | S3 server | s5cmd | S3 server |
-|---|---|---|---|---|
-| 1 x 1 GiB | $(med "${C_DL_BIG[@]}") | $(med "${S_DL_BIG[@]}") | $(med "${C_S5_BIG[@]}") | $(med "${S_S5_BIG[@]}") |
-| 50 x 20 MiB | $(med "${C_DL_SMALL[@]}") | $(med "${S_DL_SMALL[@]}") | $(med "${C_S5_SMALL[@]}") | $(med "${S_S5_SMALL[@]}") |
-
-| peak RSS of the daemon (VmHWM, MiB) | max over runs |
-|---|---|
-| during 1 x 1 GiB | $(mib "$(max_kib "${HWM_BIG[@]}")") |
-| during 50 x 20 MiB | $(mib "$(max_kib "${HWM_SMALL[@]}")") |
-| during 16 x 1 GiB identical | $(mib "$(max_kib "${HWM_SIXTEEN[@]}")") |
-
-load average (1 min) at the start of the measurements: $load_min to $load_max, $(nproc) CPUs
-raw: s5cmd 1 GiB ${T_S5_BIG[*]} | daemon 1 GiB ${T_DL_BIG[*]} (S3 to cache ${T_FETCH_BIG[*]}) | s5cmd 50x20 MiB ${T_S5_SMALL[*]} | daemon 50x20 MiB ${T_DL_SMALL[*]} | 1 request ${T_ONE[*]} | 16 requests ${T_SIXTEEN[*]}
+load average (1 min) at the start of the measurements: $(values load | sort -g | head -1) to $(values load | sort -g | tail -1), $(nproc) CPUs
+raw: 1 request: $(raw one) | 16 requests: $(raw sixteen)
 EOF

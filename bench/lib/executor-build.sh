@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the executor benchmarks. Builds the executor exactly as deploy/install.sh does
 # (`cargo build --release --bins`: the workspace's feature set, hence the symbol names that
 # crates/executor/hot-symbols.txt lists) and keeps a copy of it, because building a bench
@@ -14,6 +15,7 @@ build_executor_for_bench() {
   cp "$REPO/target/release/singularity-executor" "$BENCH_BIN_DIR/"
   EXECUTOR_BIN="$BENCH_BIN_DIR/singularity-executor"
   cargo build --release -q -p singularity-executor --example "$harness"
+  # shellcheck disable=SC2034 # read by the sourcing script
   HARNESS_BIN="$REPO/target/release/examples/$harness"
   export EXECUTOR_BIN
 }
