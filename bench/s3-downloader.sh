@@ -215,18 +215,6 @@ metric() {
 }
 
 # post KEY FILENAME MD5 TARGET: one download request; fails unless the answer is 200.
-post() {
-    local code
-    code=$(curl -sS -o "$BENCH_DIR/answer.$BASHPID" -w '%{http_code}' -X POST \
-        -H 'Content-Type: application/json' \
-        --data-binary "{\"targetDirectory\":\"$4\",\"timeoutMillis\":600000,\"s3Artifact\":{\"name\":\"$2\",\"filename\":\"$2\",\"md5sum\":\"$3\",\"s3Bucket\":\"$BUCKET\",\"s3ObjectKey\":\"$1\"}}" \
-        "http://127.0.0.1:$DL_PORT/download")
-    [ "$code" = 200 ] || die "POST $1 answered $code: $(cat "$BENCH_DIR/answer.$BASHPID")"
-    rm -f "$BENCH_DIR/answer.$BASHPID"
-}
-export -f post die log
-export BENCH_DIR BUCKET DL_PORT
-
 # prepare_posts NAME: reads "KEY FILENAME MD5 TARGET" lines and writes a curl config that
 # sends them all at once from one process (as an executor staging several artifacts does),
 # so that starting 50 shells and curls is not timed as the daemon's.
@@ -238,6 +226,7 @@ prepare_posts() {
         n=$((n + 1))
         printf '{"targetDirectory":"%s","timeoutMillis":600000,"s3Artifact":{"name":"%s","filename":"%s","md5sum":"%s","s3Bucket":"%s","s3ObjectKey":"%s"}}' \
             "$target" "$name" "$name" "$md5" "$BUCKET" "$key" >"$dir/$n.json"
+        echo "$target" >>"$dir/targets"
         {
             ((n > 1)) && echo next
             echo "url = \"http://127.0.0.1:$DL_PORT/download\""
@@ -247,6 +236,11 @@ prepare_posts() {
             printf '%s\n' 'write-out = "%{http_code}\n"'
         } >>"$dir/curl.config"
     done
+}
+# make_targets NAME: creates the target directories of the posts prepared as NAME, as an
+# executor creates the task's directory before it stages artifacts.
+make_targets() {
+    xargs mkdir -p <"$BENCH_DIR/posts-$1/targets"
 }
 # post_prepared NAME: sends what prepare_posts NAME prepared; fails unless every answer is 200.
 post_prepared() {
@@ -263,102 +257,92 @@ declare -A T
 add() { T[$1]="${T[$1]:-} $2"; }
 values() { tr ' ' '\n' <<<"${T[$1]:-}" | sed '/^$/d'; }
 
+# compare CASE SOURCE DEST CHECK: downloads CASE's objects with s5cmd (`cp SOURCE DEST`) and
+# with a fresh daemon (the posts prepared as CASE), in an order alternating between runs,
+# and records the times and CPU seconds under the current placement; CHECK verifies what
+# the daemon placed.
+compare() {
+    local c=$1 who server daemon t
+    for who in $( ((run % 2)) && echo "s5cmd daemon" || echo "daemon s5cmd"); do
+        rm -rf "$OUT" "${MESOS:?}"/*
+        mkdir -p "$OUT"
+        sync
+        if [ "$who" = s5cmd ]; then
+            add load "$(load1)"
+            server=$(cpu_of "$S3_PID")
+            times >"$BENCH_DIR/times.0"
+            t=$(now)
+            s5 cp "$2" "$3" >/dev/null
+            add "$P:s5_$c" "$(elapsed "$t")"
+            times >"$BENCH_DIR/times.1"
+            add "$P:s5_${c}_server_cpu" "$(minus "$(cpu_of "$S3_PID")" "$server")"
+            add "$P:s5_${c}_cpu" "$(minus "$(children_cpu "$BENCH_DIR/times.1")" "$(children_cpu "$BENCH_DIR/times.0")")"
+        else
+            make_targets "$c"
+            start_daemon
+            add load "$(load1)"
+            server=$(cpu_of "$S3_PID")
+            daemon=$(cpu_of "$DAEMON_PID")
+            t=$(now)
+            post_prepared "$c"
+            add "$P:dl_$c" "$(elapsed "$t")"
+            add "$P:dl_${c}_server_cpu" "$(minus "$(cpu_of "$S3_PID")" "$server")"
+            add "$P:dl_${c}_cpu" "$(minus "$(cpu_of "$DAEMON_PID")" "$daemon")"
+            add "$P:fetch_$c" "$(metric s3_downloader_download_duration_seconds_sum)"
+            stop_daemon
+            add "$P:hwm_$c" "$HWM"
+            "$4"
+        fi
+    done
+}
+check_big() {
+    [ "$(md5sum "$MESOS/task-big/big.bin" | cut -d' ' -f1)" = "$BIG_MD5" ] || die "big.bin placed wrong"
+}
+check_small() {
+    [ "$(find "$MESOS" -name '*.bin' | wc -l)" = 50 ] || die "not all 50 objects placed"
+}
+
+echo "big/big.bin big.bin $BIG_MD5 $MESOS/task-big" | prepare_posts big
+echo "big/big.bin big.bin $BIG_MD5 $MESOS/task-one" | prepare_posts one
+for _ in $(seq 16); do
+    echo "big/big.bin big.bin $BIG_MD5 $MESOS/task-same"
+done | prepare_posts same
+for name in "${!SMALL_MD5[@]}"; do
+    echo "small/$name $name ${SMALL_MD5[$name]} $MESOS/task-${name%.bin}"
+done | prepare_posts small
+
+# timed DAEMON_CASE SAMPLE: the time a fresh daemon takes to answer the posts prepared as
+# DAEMON_CASE, from a cold cache.
+timed() {
+    rm -rf "$OUT" "${MESOS:?}"/*
+    make_targets "$1"
+    sync
+    start_daemon
+    add load "$(load1)"
+    local t
+    t=$(now)
+    post_prepared "$1"
+    add "$2" "$(elapsed "$t")"
+    stop_daemon
+}
+
 for run in $(seq "$RUNS"); do
     log "run $run of $RUNS"
     OUT="$BENCH_DIR/out"
     for PLACEMENT in $PLACEMENTS; do
         place_server
         P=$PLACEMENT
-
-        # 1. 1 x 1 GiB; the order alternates between runs.
-        want big && for who in $( ((run % 2)) && echo "s5cmd daemon" || echo "daemon s5cmd"); do
-            rm -rf "$OUT" "${MESOS:?}"/*
-            mkdir -p "$OUT"
-            sync
-            if [ "$who" = s5cmd ]; then
-                add load "$(load1)"
-                server=$(cpu_of "$S3_PID")
-                times >"$BENCH_DIR/times.0"
-                t=$(now)
-                s5 cp "s3://$BUCKET/big/big.bin" "$OUT/big.bin" >/dev/null
-                add "$P:s5_big" "$(elapsed "$t")"
-                times >"$BENCH_DIR/times.1"
-                add "$P:s5_big_server_cpu" "$(minus "$(cpu_of "$S3_PID")" "$server")"
-                add "$P:s5_big_cpu" "$(minus "$(children_cpu "$BENCH_DIR/times.1")" "$(children_cpu "$BENCH_DIR/times.0")")"
-            else
-                start_daemon
-                add load "$(load1)"
-                server=$(cpu_of "$S3_PID")
-                daemon=$(cpu_of "$DAEMON_PID")
-                t=$(now)
-                "${CLIENT[@]}" bash -c 'post "$@"' _ big/big.bin big.bin "$BIG_MD5" "$MESOS/task-big"
-                add "$P:dl_big" "$(elapsed "$t")"
-                add "$P:dl_big_server_cpu" "$(minus "$(cpu_of "$S3_PID")" "$server")"
-                add "$P:dl_big_cpu" "$(minus "$(cpu_of "$DAEMON_PID")" "$daemon")"
-                add "$P:fetch_big" "$(metric s3_downloader_download_duration_seconds_sum)"
-                stop_daemon
-                add "$P:hwm_big" "$HWM"
-                [ "$(md5sum "$MESOS/task-big/big.bin" | cut -d' ' -f1)" = "$BIG_MD5" ] || die "big.bin placed wrong"
-            fi
-        done
-
+        # 1. 1 x 1 GiB.
+        want big && compare big "s3://$BUCKET/big/big.bin" "$OUT/big.bin" check_big
         # 2. 50 x 20 MiB.
-        want small && for who in $( ((run % 2)) && echo "s5cmd daemon" || echo "daemon s5cmd"); do
-            rm -rf "$OUT" "${MESOS:?}"/*
-            mkdir -p "$OUT"
-            sync
-            if [ "$who" = s5cmd ]; then
-                add load "$(load1)"
-                server=$(cpu_of "$S3_PID")
-                times >"$BENCH_DIR/times.0"
-                t=$(now)
-                s5 cp "s3://$BUCKET/small/*" "$OUT/" >/dev/null
-                add "$P:s5_small" "$(elapsed "$t")"
-                times >"$BENCH_DIR/times.1"
-                add "$P:s5_small_server_cpu" "$(minus "$(cpu_of "$S3_PID")" "$server")"
-                add "$P:s5_small_cpu" "$(minus "$(children_cpu "$BENCH_DIR/times.1")" "$(children_cpu "$BENCH_DIR/times.0")")"
-            else
-                for name in "${!SMALL_MD5[@]}"; do
-                    echo "small/$name $name ${SMALL_MD5[$name]} $MESOS/task-${name%.bin}"
-                done | prepare_posts small
-                start_daemon
-                add load "$(load1)"
-                server=$(cpu_of "$S3_PID")
-                daemon=$(cpu_of "$DAEMON_PID")
-                t=$(now)
-                post_prepared small
-                add "$P:dl_small" "$(elapsed "$t")"
-                add "$P:dl_small_server_cpu" "$(minus "$(cpu_of "$S3_PID")" "$server")"
-                add "$P:dl_small_cpu" "$(minus "$(cpu_of "$DAEMON_PID")" "$daemon")"
-                stop_daemon
-                add "$P:hwm_small" "$HWM"
-                [ "$(find "$MESOS" -name '*.bin' | wc -l)" = 50 ] || die "not all 50 objects placed"
-            fi
-        done
+        want small && compare small "s3://$BUCKET/small/*" "$OUT/" check_small
     done
-
     # 3. 16 identical concurrent requests vs one, 1 GiB, cold each time (last placement).
-    want same || continue
-    rm -rf "$OUT" "${MESOS:?}"/*
-    sync
-    start_daemon
-    add load "$(load1)"
-    t=$(now)
-    "${CLIENT[@]}" bash -c 'post "$@"' _ big/big.bin big.bin "$BIG_MD5" "$MESOS/task-one"
-    add one "$(elapsed "$t")"
-    stop_daemon
-    rm -rf "${MESOS:?}"/*
-    sync
-    for _ in $(seq 16); do
-        echo "big/big.bin big.bin $BIG_MD5 $MESOS/task-same"
-    done | prepare_posts same
-    start_daemon
-    add load "$(load1)"
-    t=$(now)
-    post_prepared same
-    add sixteen "$(elapsed "$t")"
-    stop_daemon
-    add hwm_sixteen "$HWM"
+    if want same; then
+        timed one one
+        timed same sixteen
+        add hwm_sixteen "$HWM"
+    fi
 done
 rm -rf "$BENCH_DIR/out" "${MESOS:?}"/*
 

@@ -57,5 +57,5 @@ mod verify;
 
 pub use error::ArtifactError;
 pub use extract::{ExtractLimits, ExtractSummary, STAGING_PREFIX, extract_tar, extract_tar_gz};
-pub use place::{PlaceOutcome, Placement, is_tarball, place_artifact, place_file};
+pub use place::{PendingFile, PlaceOutcome, Placement, is_tarball, place_artifact, place_file};
 pub use verify::{Md5Writer, Verified, md5_bytes, md5_file, md5_matches, write_embedded};

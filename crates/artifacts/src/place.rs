@@ -3,7 +3,7 @@
 use std::fs::{self, File, Permissions};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::ArtifactError;
 use crate::extract::{ExtractLimits, ExtractSummary, extract_tar_gz};
@@ -16,6 +16,9 @@ pub enum PlaceOutcome {
     Copied { bytes: u64, reflinked: bool },
     /// The destination already held identical content; nothing was written.
     AlreadyPresent,
+    /// The file was written while the artifact downloaded ([`PendingFile`]) and published
+    /// once the artifact was verified.
+    WrittenAhead { bytes: u64 },
 }
 
 /// What [`place_artifact`] did.
@@ -92,20 +95,89 @@ pub fn place_file(
         io::copy(&mut src, tmp.as_file_mut())
             .map_err(|e| ArtifactError::io("copy to", tmp.path(), e))?
     };
+    publish(
+        tmp,
+        cached,
+        &dest,
+        PlaceOutcome::Copied { bytes, reflinked },
+    )
+}
+
+/// Gives the complete temporary file `tmp` its mode and the name `dest`, without replacing
+/// anything: `outcome` if it took the name, [`PlaceOutcome::AlreadyPresent`] if an identical
+/// `dest` appeared meanwhile, an error otherwise (and `tmp` is removed).
+fn publish(
+    tmp: tempfile::NamedTempFile,
+    cached: &Path,
+    dest: &Path,
+    outcome: PlaceOutcome,
+) -> Result<PlaceOutcome, ArtifactError> {
     tmp.as_file()
         .set_permissions(Permissions::from_mode(ARTIFACT_FILE_MODE))
         .map_err(|e| ArtifactError::io("chmod", tmp.path(), e))?;
-
-    match tmp.persist_noclobber(&dest) {
-        Ok(_) => Ok(PlaceOutcome::Copied { bytes, reflinked }),
+    match tmp.persist_noclobber(dest) {
+        Ok(_) => Ok(outcome),
         Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
             // Someone placed the same name meanwhile (a concurrent request for the same
             // artifact): fine if it is the same content.
             drop(e.file);
-            compare_existing(cached, &dest)?
-                .ok_or_else(|| ArtifactError::io("rename to", &dest, e.error))
+            compare_existing(cached, dest)?
+                .ok_or_else(|| ArtifactError::io("rename to", dest, e.error))
         }
-        Err(e) => Err(ArtifactError::io("rename to", &dest, e.error)),
+        Err(e) => Err(ArtifactError::io("rename to", dest, e.error)),
+    }
+}
+
+/// A copy of an artifact written into its target directory while the artifact downloads,
+/// so that placing it after the download is a rename instead of a copy. It lives under a
+/// temporary name (like [`place_file`]'s copies) and takes the artifact's name only in
+/// [`PendingFile::publish`], once the artifact is verified; dropped, it is removed.
+#[derive(Debug)]
+pub struct PendingFile {
+    tmp: tempfile::NamedTempFile,
+    dest: PathBuf,
+}
+
+impl PendingFile {
+    /// An empty pending file for `target_dir/filename`, or `None` where [`place_artifact`]
+    /// would not simply write the file: a tarball (extracted), an existing destination
+    /// (compared), a target directory that does not exist yet (created by the placement, so
+    /// that a failed download leaves no directory behind).
+    pub fn create(target_dir: &Path, filename: &str) -> Result<Option<Self>, ArtifactError> {
+        check_plain_name(filename)?;
+        let dest = target_dir.join(filename);
+        if is_tarball(filename) || !target_dir.is_dir() || fs::symlink_metadata(&dest).is_ok() {
+            return Ok(None);
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name_prefix(filename)))
+            .suffix(".part")
+            .tempfile_in(target_dir)
+            .map_err(|e| ArtifactError::io("create temporary file in", target_dir, e))?;
+        Ok(Some(Self { tmp, dest }))
+    }
+
+    /// The file to write the artifact's bytes into, at their offsets.
+    pub fn file(&self) -> &File {
+        self.tmp.as_file()
+    }
+
+    /// Publishes the file, now holding the verified artifact whose cached copy is `cached`,
+    /// as [`place_file`] would: it takes its name unless an identical file appeared there
+    /// meanwhile ([`PlaceOutcome::AlreadyPresent`]); a different one is an error.
+    pub fn publish(self, cached: &Path) -> Result<PlaceOutcome, ArtifactError> {
+        let bytes = self
+            .tmp
+            .as_file()
+            .metadata()
+            .map_err(|e| ArtifactError::io("stat", self.tmp.path(), e))?
+            .len();
+        publish(
+            self.tmp,
+            cached,
+            &self.dest,
+            PlaceOutcome::WrittenAhead { bytes },
+        )
     }
 }
 

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use common::{ArchiveBuilder, Work, listing, mode};
 use singularity_artifacts::{
-    ArtifactError, ExtractLimits, PlaceOutcome, Placement, is_tarball, place_artifact, place_file,
+    ArtifactError, ExtractLimits, PendingFile, PlaceOutcome, Placement, is_tarball, place_artifact,
+    place_file,
 };
 
 fn cached(work: &Work, name: &str, content: &[u8]) -> std::path::PathBuf {
@@ -171,4 +172,83 @@ fn place_artifact_extracts_tarballs_and_copies_the_rest() {
         fs::read(target.join("app.tar")).unwrap(),
         fs::read(&archive).unwrap()
     );
+}
+
+#[test]
+fn a_pending_file_takes_its_name_only_when_published() {
+    use std::io::Write as _;
+    let work = Work::new();
+    let src = cached(&work, "abc-app.jar", b"downloaded bytes");
+    let target = work.target();
+
+    let pending = PendingFile::create(&target, "app.jar").unwrap().unwrap();
+    let mut file = pending.file();
+    file.write_all(b"downloaded bytes").unwrap();
+    assert!(!target.join("app.jar").exists());
+    assert_eq!(names(&target).len(), 1, "one temporary file");
+
+    assert_eq!(
+        pending.publish(&src).unwrap(),
+        PlaceOutcome::WrittenAhead { bytes: 16 }
+    );
+    assert_eq!(
+        fs::read(target.join("app.jar")).unwrap(),
+        b"downloaded bytes"
+    );
+    assert_eq!(mode(&target.join("app.jar")), 0o644);
+    assert_eq!(names(&target), ["app.jar"]);
+}
+
+#[test]
+fn a_pending_file_dropped_leaves_nothing() {
+    let work = Work::new();
+    let target = work.target();
+    let pending = PendingFile::create(&target, "app.jar").unwrap().unwrap();
+    drop(pending);
+    assert!(names(&target).is_empty());
+}
+
+#[test]
+fn a_pending_file_meets_a_destination_placed_meanwhile() {
+    use std::io::Write as _;
+    let work = Work::new();
+    let src = cached(&work, "abc-app.jar", b"downloaded bytes");
+    let target = work.target();
+
+    // Identical: already present, and the temporary file is gone.
+    let pending = PendingFile::create(&target, "app.jar").unwrap().unwrap();
+    pending.file().write_all(b"downloaded bytes").unwrap();
+    fs::write(target.join("app.jar"), b"downloaded bytes").unwrap();
+    assert_eq!(pending.publish(&src).unwrap(), PlaceOutcome::AlreadyPresent);
+    assert_eq!(names(&target), ["app.jar"]);
+
+    // Different: an error naming it, the destination untouched.
+    let pending = PendingFile::create(&work.root().join("target"), "other.jar")
+        .unwrap()
+        .unwrap();
+    pending.file().write_all(b"downloaded bytes").unwrap();
+    fs::write(target.join("other.jar"), b"another file").unwrap();
+    let error = pending.publish(&src).unwrap_err();
+    assert!(error.to_string().contains("other.jar"), "{error}");
+    assert_eq!(fs::read(target.join("other.jar")).unwrap(), b"another file");
+    assert_eq!(names(&target), ["app.jar", "other.jar"]);
+}
+
+#[test]
+fn nothing_is_written_ahead_where_a_placement_is_not_a_plain_new_file() {
+    let work = Work::new();
+    let target = work.target();
+    fs::write(target.join("app.jar"), b"there already").unwrap();
+    assert!(PendingFile::create(&target, "app.jar").unwrap().is_none());
+    assert!(
+        PendingFile::create(&target, "app.tar.gz")
+            .unwrap()
+            .is_none()
+    );
+    assert!(PendingFile::create(&target, "app.tgz").unwrap().is_none());
+    let missing = work.root().join("not-yet");
+    assert!(PendingFile::create(&missing, "app.jar").unwrap().is_none());
+    assert!(!missing.exists());
+    assert!(PendingFile::create(&target, "../escape.jar").is_err());
+    assert_eq!(names(&target), ["app.jar"]);
 }

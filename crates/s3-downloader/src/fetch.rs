@@ -45,7 +45,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
 pub use self::clients::{ConfiguredS3Clients, S3Clients};
-use self::engine::{EngineConfig, EngineError, PartBudget, Transfer};
+use self::engine::{EngineConfig, EngineError, Output, PartBudget, Transfer};
 use self::retry::RetryPolicy;
 use self::s3::S3Object;
 use crate::cache::{ArtifactCache, CacheError, CacheStats, Lease, TEMP_PREFIX};
@@ -229,6 +229,9 @@ pub struct CachedArtifact {
     pub bytes_from_s3: u64,
     /// How long the download started by this fetch took (`None` for a hit or a join).
     pub download_duration: Option<Duration>,
+    /// The mirror given to [`Fetcher::fetch_into`] holds the whole artifact: this fetch
+    /// started the download and every write to the mirror succeeded.
+    pub mirrored: bool,
     lease: Lease,
 }
 
@@ -294,6 +297,8 @@ struct Landed {
     md5: Option<String>,
     /// Bytes read and time taken, when the flight downloaded.
     download: Option<(u64, Duration)>,
+    /// The flight's mirror holds the whole artifact.
+    mirrored: bool,
 }
 
 /// One artifact as a flight key: everything that decides what the result is.
@@ -492,8 +497,20 @@ impl Fetcher {
     /// Cancellation-safe: the work runs in a task of its own, shared with every concurrent
     /// fetch of the same artifact; dropping this future only stops waiting for it.
     pub async fn fetch(&self, artifact: &S3Artifact) -> Result<CachedArtifact, FetchError> {
+        self.fetch_into(artifact, None).await
+    }
+
+    /// [`fetch`](Self::fetch), writing the bytes also into `mirror` (an empty file) if this
+    /// fetch is the one that starts a download; [`CachedArtifact::mirrored`] says whether
+    /// the mirror then holds the whole, verified artifact. A caller that gives up leaves the
+    /// download writing to the mirror until it ends.
+    pub async fn fetch_into(
+        &self,
+        artifact: &S3Artifact,
+        mirror: Option<Arc<std::fs::File>>,
+    ) -> Result<CachedArtifact, FetchError> {
         let wanted = Wanted::of(artifact)?;
-        let (mut results, started_here) = self.join_or_start(&wanted);
+        let (mut results, started_here) = self.join_or_start(&wanted, mirror);
         let landed = match results.wait_for(Option::is_some).await {
             Ok(result) => result.clone(),
             Err(_) => None,
@@ -512,6 +529,7 @@ impl Fetcher {
             joined: !started_here,
             bytes_from_s3,
             download_duration,
+            mirrored: started_here && landed.mirrored,
             lease,
         })
     }
@@ -567,7 +585,11 @@ impl Fetcher {
         let _ = tokio::time::timeout_at(deadline, self.shared.cache.flush()).await;
     }
 
-    fn join_or_start(&self, wanted: &Wanted) -> (watch::Receiver<Option<FlightResult>>, bool) {
+    fn join_or_start(
+        &self,
+        wanted: &Wanted,
+        mirror: Option<Arc<std::fs::File>>,
+    ) -> (watch::Receiver<Option<FlightResult>>, bool) {
         let mut flights = self.shared.flights();
         if let Some(results) = flights.get(wanted) {
             return (results.clone(), false);
@@ -580,7 +602,7 @@ impl Fetcher {
             wanted: wanted.clone(),
         };
         self.shared.tasks.spawn(async move {
-            let result = entry.shared.fly(&entry.wanted).await;
+            let result = entry.shared.fly(&entry.wanted, mirror).await;
             // Gone from the map before the result is out: a fetch arriving later starts
             // afresh (and finds the cache entry) instead of reading a stale error.
             drop(entry);
@@ -609,12 +631,13 @@ impl Shared {
                 md5: lease.md5(),
                 lease,
                 download: None,
+                mirrored: false,
             })
         }))
     }
 
     /// A flight: a hit, or a download once a slot is free.
-    async fn fly(&self, wanted: &Wanted) -> FlightResult {
+    async fn fly(&self, wanted: &Wanted, mirror: Option<Arc<std::fs::File>>) -> FlightResult {
         if let Some(hit) = self.lookup(wanted).await? {
             return Ok(hit);
         }
@@ -634,7 +657,7 @@ impl Shared {
         let bytes_read = Arc::new(AtomicU64::new(0));
         let result = match tokio::time::timeout(
             self.settings.download_timeout,
-            self.download(wanted, Arc::clone(&bytes_read)),
+            self.download(wanted, Arc::clone(&bytes_read), mirror),
         )
         .await
         {
@@ -665,6 +688,7 @@ impl Shared {
                     size: transfer.size,
                     md5: Some(transfer.md5),
                     download: Some((bytes, took)),
+                    mirrored: transfer.mirrored,
                 }))
             }
             Err(error) => {
@@ -692,6 +716,7 @@ impl Shared {
         &self,
         wanted: &Wanted,
         bytes_read: Arc<AtomicU64>,
+        mirror: Option<Arc<std::fs::File>>,
     ) -> Result<(Lease, Transfer), FetchError> {
         let source = Arc::new(S3Object {
             client: self.clients.client_for(&wanted.bucket),
@@ -702,7 +727,10 @@ impl Shared {
         let file = Arc::new(file);
         let transfer = engine::download(
             source,
-            Arc::clone(&file),
+            Output {
+                file: Arc::clone(&file),
+                mirror,
+            },
             wanted.size,
             self.engine_config(wanted),
             Arc::clone(&self.parts_budget),

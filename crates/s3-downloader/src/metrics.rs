@@ -32,6 +32,9 @@ pub const CACHE_ENTRIES: &str = "s3_downloader_cache_entries";
 pub const ACTIVE_DOWNLOADS: &str = "s3_downloader_active_downloads";
 /// Duration of each download from S3 (not of cache hits), in seconds.
 pub const DOWNLOAD_DURATION_SECONDS: &str = "s3_downloader_download_duration_seconds";
+/// Artifacts placed, by how (label `method`): `written_ahead` (written into the target while
+/// downloading, then renamed), `copied`, `extracted`, `already_present`.
+pub const PLACEMENTS_TOTAL: &str = "s3_downloader_placements_total";
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -39,6 +42,11 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
     code: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: &'static str,
 }
 
 /// The downloader's metrics and their registry.
@@ -54,6 +62,7 @@ pub struct Metrics {
     cache_entries: Gauge,
     active_downloads: Gauge,
     download_duration: Histogram,
+    placements: Family<MethodLabel, Counter>,
 }
 
 /// State read from the fetch engine at scrape time.
@@ -142,6 +151,12 @@ impl Metrics {
             "Duration of downloads from S3, in seconds",
             download_duration.clone(),
         );
+        let placements = Family::<MethodLabel, Counter>::default();
+        registry.register(
+            counter_name(PLACEMENTS_TOTAL),
+            "Artifacts placed, by method",
+            placements.clone(),
+        );
         Self {
             registry,
             requests,
@@ -153,7 +168,13 @@ impl Metrics {
             cache_entries,
             active_downloads,
             download_duration,
+            placements,
         }
+    }
+
+    /// Counts a placement made by `method` (see [`PLACEMENTS_TOTAL`]).
+    pub fn record_placement(&self, method: &'static str) {
+        self.placements.get_or_create(&MethodLabel { method }).inc();
     }
 
     /// Counts an answered request.
@@ -213,6 +234,7 @@ mod tests {
         metrics.record_response(404);
         metrics.record_fetch(false, 1234, Some(Duration::from_millis(250)));
         metrics.record_fetch(true, 0, None);
+        metrics.record_placement("written_ahead");
         let text = metrics.encode(Snapshot {
             cache_bytes: 1234,
             cache_entries: 1,
@@ -228,6 +250,7 @@ mod tests {
             "s3_downloader_cache_entries 1",
             "s3_downloader_active_downloads 0",
             "s3_downloader_download_duration_seconds_count 1",
+            "s3_downloader_placements_total{method=\"written_ahead\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -244,6 +267,7 @@ mod tests {
             CACHE_ENTRIES,
             ACTIVE_DOWNLOADS,
             DOWNLOAD_DURATION_SECONDS,
+            PLACEMENTS_TOTAL,
         ] {
             assert!(text.contains(name), "{name}");
         }

@@ -26,7 +26,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
-use singularity_artifacts::{ArtifactError, ExtractLimits, Placement, place_artifact};
+use singularity_artifacts::{
+    ArtifactError, ExtractLimits, PendingFile, PlaceOutcome, Placement, place_artifact,
+};
 use singularity_common::config::{S3BaseConfig, S3DownloaderConfig};
 use singularity_common::records::ArtifactDownloadRequest;
 use singularity_runtime::Shutdown;
@@ -427,13 +429,19 @@ async fn handle_download(
     );
     let work = async {
         let started = Instant::now();
-        let cached = state.fetcher.fetch(&artifact).await?;
+        let pending = pending_file(&target, &artifact.filename).await;
+        let mirror = pending
+            .as_ref()
+            .and_then(|pending| pending.file().try_clone().ok())
+            .map(Arc::new);
+        let cached = state.fetcher.fetch_into(&artifact, mirror).await?;
         state.metrics.record_fetch(
             cached.cache_hit,
             cached.bytes_from_s3,
             cached.download_duration,
         );
         let (cache_hit, size) = (cached.cache_hit, cached.size);
+        let written_ahead = pending.filter(|_| cached.mirrored);
         let placement = state
             .placements
             .place(
@@ -441,8 +449,10 @@ async fn handle_download(
                 target,
                 artifact.filename.clone(),
                 state.extract_limits,
+                written_ahead,
             )
             .await?;
+        state.metrics.record_placement(method(&placement));
         tracing::info!(
             cache_hit,
             size,
@@ -462,6 +472,31 @@ async fn handle_download(
     }
     .instrument(span)
     .await
+}
+
+/// A file to write the artifact into while it downloads, when placing it would be a plain
+/// copy into an existing directory (see [`PendingFile`]). Any trouble here only means the
+/// artifact is copied after the download, by the placement, which reports it.
+async fn pending_file(target: &Path, filename: &str) -> Option<PendingFile> {
+    let (target, name) = (target.to_path_buf(), filename.to_owned());
+    let created = tokio::task::spawn_blocking(move || PendingFile::create(&target, &name))
+        .await
+        .map_err(|error| error.to_string())
+        .and_then(|created| created.map_err(|error| error.to_string()));
+    created.unwrap_or_else(|error| {
+        tracing::debug!(%error, "no file written ahead; the artifact will be copied");
+        None
+    })
+}
+
+/// The `method` label of a placement in the metrics.
+fn method(placement: &Placement) -> &'static str {
+    match placement {
+        Placement::Extracted(_) => "extracted",
+        Placement::File(PlaceOutcome::Copied { .. }) => "copied",
+        Placement::File(PlaceOutcome::WrittenAhead { .. }) => "written_ahead",
+        Placement::File(PlaceOutcome::AlreadyPresent) => "already_present",
+    }
 }
 
 fn describe(placement: &Placement) -> String {
@@ -525,25 +560,35 @@ impl Placements {
     /// running. The cache entry stays leased until the placement is over. The placement runs
     /// in a task of its own: a request whose hold time runs out stops waiting, but the work
     /// completes (blocking work cannot be interrupted half-way without leaving debris).
+    /// `written_ahead`, the artifact already written into the target during its download,
+    /// makes the placement a rename; it is dropped (removed) when joining a placement, so
+    /// that requests for the same target never race each other's copies.
     async fn place(
         self: &Arc<Self>,
         cached: CachedArtifact,
         target: PathBuf,
         filename: String,
         limits: ExtractLimits,
+        written_ahead: Option<PendingFile>,
     ) -> Result<Placement, ApiError> {
         let key = (target.clone(), filename.clone(), cached.path.clone());
         let mut result = {
             let mut running = self.running();
             match running.get(&key) {
-                Some(result) => result.clone(),
+                Some(result) => {
+                    drop(written_ahead);
+                    result.clone()
+                }
                 None => {
                     let (publish, result) = watch::channel(None);
                     running.insert(key.clone(), result.clone());
                     let placements = Arc::clone(self);
                     self.tasks.spawn(async move {
                         let placed = tokio::task::spawn_blocking(move || {
-                            let placed = place_artifact(&cached.path, &target, &filename, &limits);
+                            let placed = match written_ahead {
+                                Some(pending) => pending.publish(&cached.path).map(Placement::File),
+                                None => place_artifact(&cached.path, &target, &filename, &limits),
+                            };
                             drop(cached);
                             placed
                         })

@@ -48,6 +48,42 @@ async fn a_miss_downloads_and_a_second_request_is_a_hit() {
         daemon.metric("s3_downloader_s3_bytes_total").await,
         Some(data.len() as f64)
     );
+    // The miss wrote the file into its existing target while downloading; the hit copied.
+    assert_eq!(
+        daemon
+            .metric("s3_downloader_placements_total{method=\"written_ahead\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        daemon
+            .metric("s3_downloader_placements_total{method=\"copied\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(tree(&first), ["app.jar"], "no temporary file is left");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_target_directory_that_does_not_exist_yet_is_created_and_copied_into() {
+    let daemon = Daemon::start().await;
+    let data = random_bytes(1 << 20, 7);
+    let md5 = daemon.put("app/new.jar", &data);
+    let target = daemon.mesos().join("task-new").join("nested");
+
+    let (status, body) = daemon
+        .post(&request("app/new.jar", "new.jar", Some(&md5), &target))
+        .await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert_eq!(std::fs::read(target.join("new.jar")).unwrap(), data);
+    assert_eq!(mode(&target.join("new.jar")), 0o644);
+    assert_eq!(
+        daemon
+            .metric("s3_downloader_placements_total{method=\"copied\"}")
+            .await,
+        Some(1.0)
+    );
     daemon.stop().await;
 }
 
@@ -217,6 +253,8 @@ async fn the_hold_timeout_answers_500_while_the_download_goes_on() {
     let (status, text) = daemon.post(&body).await;
     assert_eq!((status, text.as_str()), (500, "Hit client timeout"));
     assert!(!target.join("slow.jar").exists());
+    // Nor the file that was being written ahead under a temporary name.
+    assert!(tree(&target).is_empty(), "{:?}", tree(&target));
 
     // The download was not cancelled: a patient request gets it without a second read.
     body.as_object_mut().unwrap().remove("timeoutMillis");

@@ -15,6 +15,11 @@
 //! With `write_behind`, written pages are handed to the kernel for writeback as they land,
 //! so an fsync right after the transfer does not have to write the whole file.
 //!
+//! A transfer may also write every byte to a second file, the mirror (the copy a request
+//! will place in its target directory), so that placing the artifact after the download is
+//! a rename rather than a copy of the whole file. The mirror is best effort: a write to it
+//! that fails stops the mirroring, not the transfer, and the artifact is then copied.
+//!
 //! A part attempt has a deadline for its network reads (`part_timeout`); a failed attempt is
 //! retried after a backoff and resumes where the last one stopped, so bytes already written
 //! and hashed are never fetched twice. Every response is checked: the range served must be
@@ -27,7 +32,7 @@ use std::future::Future;
 use std::num::NonZeroU64;
 use std::os::unix::fs::FileExt as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -166,11 +171,13 @@ pub(crate) struct EngineConfig {
     pub write_behind: bool,
 }
 
-/// A finished transfer: the file holds `size` bytes whose md5 is `md5`.
+/// A finished transfer: the file holds `size` bytes whose md5 is `md5`; so does the mirror,
+/// if there was one, when `mirrored`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Transfer {
     pub size: u64,
     pub md5: String,
+    pub mirrored: bool,
 }
 
 /// The parts all transfers together may hold (in flight or waiting to be hashed), and the
@@ -250,25 +257,32 @@ impl fmt::Debug for PartBudget {
     }
 }
 
-/// Downloads the object from `source` into `file` (empty, opened for writing), checking its
-/// size against `expected_size` when given, and returns its size and md5. `bytes_read`
-/// counts every body byte received, also for transfers that fail.
+/// Where a transfer writes: `file` (empty, opened for writing) and, when given, `mirror`
+/// (the same, best effort).
+pub(crate) struct Output {
+    pub file: Arc<File>,
+    pub mirror: Option<Arc<File>>,
+}
+
+/// Downloads the object from `source` into the output's files, checking its size against
+/// `expected_size` when given, and returns its size and md5. `bytes_read` counts every body
+/// byte received, also for transfers that fail.
 pub(crate) async fn download<S: PartSource>(
     source: Arc<S>,
-    file: Arc<File>,
+    output: Output,
     expected_size: Option<u64>,
     config: EngineConfig,
     budget: Arc<PartBudget>,
     bytes_read: Arc<AtomicU64>,
 ) -> Result<Transfer, EngineError> {
-    let result = transfer(source, file, expected_size, config, &budget, bytes_read).await;
+    let result = transfer(source, output, expected_size, config, &budget, bytes_read).await;
     budget.trim_if_idle();
     result
 }
 
 async fn transfer<S: PartSource>(
     source: Arc<S>,
-    file: Arc<File>,
+    output: Output,
     expected_size: Option<u64>,
     config: EngineConfig,
     budget: &Arc<PartBudget>,
@@ -277,7 +291,9 @@ async fn transfer<S: PartSource>(
     let part_size = config.part_size.max(1);
     let ctx = Arc::new(Ctx {
         source,
-        file,
+        mirrored: Arc::new(AtomicBool::new(output.mirror.is_some())),
+        file: output.file,
+        mirror: output.mirror,
         config,
         bytes_read,
         etag: Mutex::new(None),
@@ -312,18 +328,26 @@ async fn transfer<S: PartSource>(
         return Ok(Transfer {
             size: 0,
             md5: hex::encode(Md5::digest([])),
+            mirrored: ctx.mirrored.load(Ordering::SeqCst),
         });
     }
     let parts = usize::try_from(total.div_ceil(part_size))
         .map_err(|_| EngineError::Internal(format!("{total} bytes is too many parts")))?;
     let first = first.map(|response| (response, first_permit));
     let md5 = run_parts(&ctx, budget, total, part_size, parts, first).await?;
-    Ok(Transfer { size: total, md5 })
+    Ok(Transfer {
+        size: total,
+        md5,
+        mirrored: ctx.mirrored.load(Ordering::SeqCst),
+    })
 }
 
 struct Ctx<S: PartSource> {
     source: Arc<S>,
     file: Arc<File>,
+    mirror: Option<Arc<File>>,
+    /// Whether the mirror has had every write so far.
+    mirrored: Arc<AtomicBool>,
     config: EngineConfig,
     bytes_read: Arc<AtomicU64>,
     /// The first ETag seen; every later response must carry the same.
@@ -972,6 +996,8 @@ async fn deliver<S: PartSource>(
     // either lands or fails the whole transfer.
     done.fetch_add(len, Ordering::SeqCst);
     let file = Arc::clone(&ctx.file);
+    let mirror = ctx.mirror.clone();
+    let mirrored = Arc::clone(&ctx.mirrored);
     let write_behind = ctx.config.write_behind;
     writer
         .start(move || {
@@ -979,6 +1005,19 @@ async fn deliver<S: PartSource>(
             for chunk in &chunks {
                 file.write_all_at(chunk, offset)?;
                 offset += chunk.len() as u64;
+            }
+            if let Some(mirror) = mirror
+                && mirrored.load(Ordering::SeqCst)
+            {
+                let mut offset = at;
+                for chunk in &chunks {
+                    if let Err(error) = mirror.write_all_at(chunk, offset) {
+                        tracing::debug!(%error, "writing the mirror failed; the artifact will be copied");
+                        mirrored.store(false, Ordering::SeqCst);
+                        break;
+                    }
+                    offset += chunk.len() as u64;
+                }
             }
             if write_behind {
                 // Starts writing these pages to disk now (on dirty pages, DONTNEED only queues

@@ -218,7 +218,10 @@ async fn run_with(
     let bytes_read = Arc::new(AtomicU64::new(0));
     let result = download(
         fake,
-        Arc::clone(&file),
+        Output {
+            file: Arc::clone(&file),
+            mirror: None,
+        },
         expected,
         config,
         budget,
@@ -334,6 +337,73 @@ async fn a_broken_part_resumes_where_it_stopped() {
     assert!(gets.contains(&(34_000, 40_000)), "{gets:?}");
     assert!(gets.contains(&(35_000, 40_000)), "{gets:?}");
     assert_eq!(gets.len(), 8);
+}
+
+/// Downloads `fake` with a mirror; returns the run and what the mirror holds.
+async fn run_mirrored(
+    fake: Arc<Fake>,
+    mirror: std::fs::File,
+    config: EngineConfig,
+) -> (Run, Vec<u8>) {
+    let file = Arc::new(tempfile::tempfile().unwrap());
+    let mirror = Arc::new(mirror);
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let result = download(
+        fake,
+        Output {
+            file: Arc::clone(&file),
+            mirror: Some(Arc::clone(&mirror)),
+        },
+        None,
+        config,
+        Arc::new(PartBudget::new(config.part_concurrency)),
+        Arc::clone(&bytes_read),
+    )
+    .await;
+    let read = |file: &std::fs::File| {
+        let mut content = Vec::new();
+        let mut reader = file;
+        std::io::Seek::rewind(&mut reader).unwrap();
+        let _ = std::io::Read::read_to_end(&mut reader, &mut content);
+        content
+    };
+    let run = Run {
+        result,
+        file: read(&file),
+        bytes_read: bytes_read.load(Ordering::SeqCst),
+    };
+    (run, read(&mirror))
+}
+
+#[tokio::test]
+async fn the_mirror_gets_every_byte_in_place_also_across_retries() {
+    let content = data(50_000);
+    let fake = Arc::new(
+        Fake::new(content.clone(), 10_000)
+            .fault(1, [Fault::Cut(2_500)])
+            .fault(3, [Fault::BreakBody(4_000)]),
+    );
+    let (run, mirror) = run_mirrored(fake, tempfile::tempfile().unwrap(), config(10_000, 5)).await;
+    let transfer = run.result.unwrap();
+    assert!(transfer.mirrored);
+    assert_eq!(transfer.md5, md5_of(&content));
+    assert!(run.file == content);
+    assert!(mirror == content);
+}
+
+#[tokio::test]
+async fn a_mirror_that_cannot_be_written_does_not_fail_the_transfer() {
+    let content = data(30_000);
+    let fake = Arc::new(Fake::new(content.clone(), 10_000));
+    // Opened read-only: every write to it fails.
+    let path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let read_only = std::fs::File::open(&path).unwrap();
+    let (run, mirror) = run_mirrored(fake, read_only, config(10_000, 3)).await;
+    let transfer = run.result.unwrap();
+    assert!(!transfer.mirrored);
+    assert_eq!(transfer.md5, md5_of(&content));
+    assert!(run.file == content);
+    assert!(mirror.is_empty());
 }
 
 #[tokio::test]
@@ -465,7 +535,8 @@ async fn empty_objects() {
         result.result.unwrap(),
         Transfer {
             size: 0,
-            md5: empty_md5.clone()
+            md5: empty_md5.clone(),
+            mirrored: false,
         }
     );
     assert_eq!(fake.heads.load(Ordering::SeqCst), 1);
