@@ -213,14 +213,25 @@ async fn run_with(
     config: EngineConfig,
     budget: Arc<PartBudget>,
 ) -> Run {
-    let temp = tempfile::tempfile().unwrap();
-    let file = Arc::new(temp);
+    run_into(fake, expected, config, budget, None).await.0
+}
+
+/// Downloads into a fresh temp file and `mirror`; returns the run and what the mirror holds.
+async fn run_into(
+    fake: Arc<Fake>,
+    expected: Option<u64>,
+    config: EngineConfig,
+    budget: Arc<PartBudget>,
+    mirror: Option<std::fs::File>,
+) -> (Run, Vec<u8>) {
+    let file = Arc::new(tempfile::tempfile().unwrap());
+    let mirror = mirror.map(Arc::new);
     let bytes_read = Arc::new(AtomicU64::new(0));
     let result = download(
         fake,
         Output {
             file: Arc::clone(&file),
-            mirror: None,
+            mirror: mirror.clone(),
         },
         expected,
         config,
@@ -228,13 +239,19 @@ async fn run_with(
         Arc::clone(&bytes_read),
     )
     .await;
-    let mut content = Vec::new();
-    std::io::Read::read_to_end(&mut &*file, &mut content).unwrap();
-    Run {
+    let read = |file: &std::fs::File| {
+        let mut content = Vec::new();
+        let mut reader = file;
+        std::io::Seek::rewind(&mut reader).unwrap();
+        let _ = std::io::Read::read_to_end(&mut reader, &mut content);
+        content
+    };
+    let run = Run {
         result,
-        file: content,
+        file: read(&file),
         bytes_read: bytes_read.load(Ordering::SeqCst),
-    }
+    };
+    (run, mirror.as_deref().map(read).unwrap_or_default())
 }
 
 fn md5_of(data: &[u8]) -> String {
@@ -339,40 +356,13 @@ async fn a_broken_part_resumes_where_it_stopped() {
     assert_eq!(gets.len(), 8);
 }
 
-/// Downloads `fake` with a mirror; returns the run and what the mirror holds.
 async fn run_mirrored(
     fake: Arc<Fake>,
     mirror: std::fs::File,
     config: EngineConfig,
 ) -> (Run, Vec<u8>) {
-    let file = Arc::new(tempfile::tempfile().unwrap());
-    let mirror = Arc::new(mirror);
-    let bytes_read = Arc::new(AtomicU64::new(0));
-    let result = download(
-        fake,
-        Output {
-            file: Arc::clone(&file),
-            mirror: Some(Arc::clone(&mirror)),
-        },
-        None,
-        config,
-        Arc::new(PartBudget::new(config.part_concurrency)),
-        Arc::clone(&bytes_read),
-    )
-    .await;
-    let read = |file: &std::fs::File| {
-        let mut content = Vec::new();
-        let mut reader = file;
-        std::io::Seek::rewind(&mut reader).unwrap();
-        let _ = std::io::Read::read_to_end(&mut reader, &mut content);
-        content
-    };
-    let run = Run {
-        result,
-        file: read(&file),
-        bytes_read: bytes_read.load(Ordering::SeqCst),
-    };
-    (run, read(&mirror))
+    let budget = Arc::new(PartBudget::new(config.part_concurrency));
+    run_into(fake, None, config, budget, Some(mirror)).await
 }
 
 #[tokio::test]
