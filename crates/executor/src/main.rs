@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use singularity_common::config::{ConfigArgs, ConfigClass};
+use singularity_common::config::{ConfigClass, DaemonArgs};
 use singularity_common::exit;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use singularity_executor::runtime::select::SelectRuntime;
 use singularity_executor::settings::Settings;
 use singularity_executor::{SERVICE, agent, exec_helper, standalone};
 use singularity_mesos::AgentEnv;
-use singularity_runtime::{LogFormat, Shutdown, start_daemon};
+use singularity_runtime::{Shutdown, start_daemon};
 
 /// Mesos custom executor for Singularity tasks. Without a subcommand it serves the Mesos
 /// agent that started it (reading the MESOS_* environment).
@@ -29,11 +29,7 @@ use singularity_runtime::{LogFormat, Shutdown, start_daemon};
 #[command(name = SERVICE, version)]
 struct Args {
     #[command(flatten)]
-    config: ConfigArgs,
-
-    /// Log line format on stderr.
-    #[arg(long, value_enum, default_value_t = Format::Text, env = "SINGULARITY_LOG_FORMAT")]
-    log_format: Format,
+    daemon: DaemonArgs,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -51,12 +47,6 @@ enum Command {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
-}
-
 fn main() -> ExitCode {
     let mut raw = std::env::args_os();
     if raw.nth(1).as_deref() == Some(OsStr::new(exec_helper::SUBCOMMAND)) {
@@ -64,16 +54,12 @@ fn main() -> ExitCode {
     }
 
     let args = Args::parse();
-    let format = match args.log_format {
-        Format::Text => LogFormat::Text,
-        Format::Json => LogFormat::Json,
-    };
     let loaded = match start_daemon(
         SERVICE,
         env!("CARGO_PKG_VERSION"),
-        &args.config,
+        &args.daemon.config,
         ConfigClass::FOR_EXECUTOR,
-        format,
+        args.daemon.log_format,
         "info",
     ) {
         Ok(loaded) => loaded,

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use singularity_common::config::{ConfigArgs, ConfigClass};
+use singularity_common::config::{ConfigClass, DaemonArgs};
 use singularity_common::exit;
-use singularity_runtime::{LogFormat, Shutdown, start_daemon};
+use singularity_runtime::{Shutdown, start_daemon};
 use singularity_s3_downloader::cache::ArtifactCache;
 use singularity_s3_downloader::fetch::ConfiguredS3Clients;
 use singularity_s3_downloader::{Config, Deps, SERVICE, run};
@@ -20,31 +20,17 @@ use singularity_s3_downloader::{Config, Deps, SERVICE, run};
 #[command(name = SERVICE, version)]
 struct Args {
     #[command(flatten)]
-    config: ConfigArgs,
-
-    /// Log line format on stderr.
-    #[arg(long, value_enum, default_value_t = Format::Text, env = "SINGULARITY_LOG_FORMAT")]
-    log_format: Format,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    daemon: DaemonArgs,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let format = match args.log_format {
-        Format::Text => LogFormat::Text,
-        Format::Json => LogFormat::Json,
-    };
     let loaded = match start_daemon(
         SERVICE,
         env!("CARGO_PKG_VERSION"),
-        &args.config,
+        &args.daemon.config,
         ConfigClass::FOR_S3_DOWNLOADER,
-        format,
+        args.daemon.log_format,
         "info",
     ) {
         Ok(loaded) => loaded,

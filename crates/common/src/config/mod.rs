@@ -87,6 +87,27 @@ pub struct ConfigArgs {
     pub check_config: bool,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The options every daemon takes: where its configuration is, and how it logs.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SINGULARITY_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
 impl ConfigArgs {
     /// The sources these options name.
     pub fn sources(&self) -> ConfigSources {
