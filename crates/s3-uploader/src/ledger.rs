@@ -198,7 +198,9 @@ impl Write {
     /// Applies the write inside the batch's transaction. Returns the new row id (insert), the
     /// attempts so far (failure) or the rows affected.
     async fn apply(&self, conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
-        match self {
+        // Each statement answers with the rows it changed, or with one column of the row it
+        // returns (0 when it returns none).
+        let (query, column) = match self {
             Self::InsertPending {
                 unless_live,
                 path,
@@ -216,17 +218,15 @@ impl Write {
                     "INSERT INTO files (path, size, mtime_ms, bucket, object_key, state, created_ms, updated_ms) \
                      VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id"
                 };
-                Ok(sqlx::query(sql)
+                let query = sqlx::query(sql)
                     .bind(path)
                     .bind(size)
                     .bind(mtime_ms)
                     .bind(bucket)
                     .bind(key)
                     .bind(now_ms)
-                    .bind(now_ms)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .map_or(0, |row| row.get("id")))
+                    .bind(now_ms);
+                (query, Some("id"))
             }
             Self::Restart {
                 id,
@@ -235,134 +235,150 @@ impl Write {
                 bucket,
                 key,
                 now_ms,
-            } => {
-                // Both statements or neither: a failure must not leave a pending row with the
-                // parts of an upload it no longer has.
-                sqlx::query("SAVEPOINT restart").execute(&mut *conn).await?;
-                let applied = async {
-                    sqlx::query("DELETE FROM parts WHERE file_id = ?")
-                        .bind(id)
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query(
-                        "UPDATE files SET state = 'pending', size = ?, mtime_ms = ?, bucket = ?, \
-                         object_key = ?, upload_id = NULL, part_size = NULL, etag = NULL, \
-                         updated_ms = ? WHERE id = ?",
-                    )
-                    .bind(size)
-                    .bind(mtime_ms)
-                    .bind(bucket)
-                    .bind(key)
-                    .bind(now_ms)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await
-                }
-                .await;
-                match applied {
-                    Ok(done) => {
-                        sqlx::query("RELEASE restart").execute(&mut *conn).await?;
-                        Ok(rows(done.rows_affected()))
-                    }
-                    Err(error) => {
-                        sqlx::query("ROLLBACK TO restart; RELEASE restart")
-                            .execute(&mut *conn)
-                            .await?;
-                        Err(error)
-                    }
-                }
-            }
+            } => return restart(conn, *id, *size, *mtime_ms, bucket, key, *now_ms).await,
             Self::StartMultipart {
                 id,
                 upload_id,
                 part_size,
                 now_ms,
-            } => sqlx::query(
-                "UPDATE files SET state = 'uploading', upload_id = ?, part_size = ?, updated_ms = ? \
-                 WHERE id = ?",
-            )
-            .bind(upload_id)
-            .bind(part_size)
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map(|done| rows(done.rows_affected())),
+            } => {
+                let query = sqlx::query(
+                    "UPDATE files SET state = 'uploading', upload_id = ?, part_size = ?, \
+                     updated_ms = ? WHERE id = ?",
+                )
+                .bind(upload_id)
+                .bind(part_size)
+                .bind(now_ms)
+                .bind(id);
+                (query, None)
+            }
             Self::RecordPart {
                 id,
                 number,
                 size,
                 etag,
                 md5_hex,
-            } => sqlx::query(
-                "INSERT OR REPLACE INTO parts (file_id, part_number, size, etag, md5_hex) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(number)
-            .bind(size)
-            .bind(etag)
-            .bind(md5_hex)
-            .execute(&mut *conn)
-            .await
-            .map(|done| rows(done.rows_affected())),
-            Self::ForgetPart { id, number } => {
-                sqlx::query("DELETE FROM parts WHERE file_id = ? AND part_number = ?")
-                    .bind(id)
-                    .bind(number)
-                    .execute(&mut *conn)
-                    .await
-                    .map(|done| rows(done.rows_affected()))
+            } => {
+                let query = sqlx::query(
+                    "INSERT OR REPLACE INTO parts (file_id, part_number, size, etag, md5_hex) \
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(id)
+                .bind(number)
+                .bind(size)
+                .bind(etag)
+                .bind(md5_hex);
+                (query, None)
             }
-            Self::MarkUploaded { id, etag, now_ms } => sqlx::query(
-                "UPDATE files SET state = 'uploaded', etag = ?, upload_id = NULL, \
-                 last_error = NULL, updated_ms = ? WHERE id = ?",
-            )
-            .bind(etag)
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map(|done| rows(done.rows_affected())),
+            Self::ForgetPart { id, number } => {
+                let query = sqlx::query("DELETE FROM parts WHERE file_id = ? AND part_number = ?")
+                    .bind(id)
+                    .bind(number);
+                (query, None)
+            }
+            Self::MarkUploaded { id, etag, now_ms } => {
+                let query = sqlx::query(
+                    "UPDATE files SET state = 'uploaded', etag = ?, upload_id = NULL, \
+                     last_error = NULL, updated_ms = ? WHERE id = ?",
+                )
+                .bind(etag)
+                .bind(now_ms)
+                .bind(id);
+                (query, None)
+            }
             Self::Finish {
                 id,
                 state,
                 note,
                 now_ms,
-            } => sqlx::query(
-                "UPDATE files SET state = ?, last_error = COALESCE(?, last_error), \
-                 upload_id = NULL, updated_ms = ? WHERE id = ?",
-            )
-            .bind(state.as_str())
-            .bind(note)
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map(|done| rows(done.rows_affected())),
+            } => {
+                let query = sqlx::query(
+                    "UPDATE files SET state = ?, last_error = COALESCE(?, last_error), \
+                     upload_id = NULL, updated_ms = ? WHERE id = ?",
+                )
+                .bind(state.as_str())
+                .bind(note)
+                .bind(now_ms)
+                .bind(id);
+                (query, None)
+            }
             Self::RecordFailure {
                 id,
                 error,
                 next_attempt_ms,
                 now_ms,
-            } => Ok(sqlx::query(
-                "UPDATE files SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ?, \
-                 updated_ms = ? WHERE id = ? RETURNING attempts",
-            )
-            .bind(error)
-            .bind(next_attempt_ms)
-            .bind(now_ms)
+            } => {
+                let query = sqlx::query(
+                    "UPDATE files SET attempts = attempts + 1, last_error = ?, \
+                     next_attempt_ms = ?, updated_ms = ? WHERE id = ? RETURNING attempts",
+                )
+                .bind(error)
+                .bind(next_attempt_ms)
+                .bind(now_ms)
+                .bind(id);
+                (query, Some("attempts"))
+            }
+            Self::Prune { before_ms } => {
+                let query = sqlx::query(
+                    "DELETE FROM files WHERE state IN ('deleted', 'abandoned') AND updated_ms < ?",
+                )
+                .bind(before_ms);
+                (query, None)
+            }
+        };
+        match column {
+            Some(column) => Ok(query
+                .fetch_optional(&mut *conn)
+                .await?
+                .map_or(0, |row| row.get(column))),
+            None => Ok(rows(query.execute(&mut *conn).await?.rows_affected())),
+        }
+    }
+}
+
+/// Starts a file's row over as pending with new attributes, forgetting its parts: both
+/// statements or neither, so that a failure never leaves a pending row with the parts of an
+/// upload it no longer has.
+async fn restart(
+    conn: &mut SqliteConnection,
+    id: i64,
+    size: i64,
+    mtime_ms: i64,
+    bucket: &str,
+    key: &str,
+    now_ms: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query("SAVEPOINT restart").execute(&mut *conn).await?;
+    let applied = async {
+        sqlx::query("DELETE FROM parts WHERE file_id = ?")
             .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map_or(0, |row| row.get("attempts"))),
-            Self::Prune { before_ms } => sqlx::query(
-                "DELETE FROM files WHERE state IN ('deleted', 'abandoned') AND updated_ms < ?",
-            )
-            .bind(before_ms)
             .execute(&mut *conn)
-            .await
-            .map(|done| rows(done.rows_affected())),
+            .await?;
+        sqlx::query(
+            "UPDATE files SET state = 'pending', size = ?, mtime_ms = ?, bucket = ?, \
+             object_key = ?, upload_id = NULL, part_size = NULL, etag = NULL, \
+             updated_ms = ? WHERE id = ?",
+        )
+        .bind(size)
+        .bind(mtime_ms)
+        .bind(bucket)
+        .bind(key)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+    }
+    .await;
+    match applied {
+        Ok(done) => {
+            sqlx::query("RELEASE restart").execute(&mut *conn).await?;
+            Ok(rows(done.rows_affected()))
+        }
+        Err(error) => {
+            sqlx::query("ROLLBACK TO restart; RELEASE restart")
+                .execute(&mut *conn)
+                .await?;
+            Err(error)
         }
     }
 }
