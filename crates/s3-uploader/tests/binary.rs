@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use singularity_test_support::S3Server;
-use support::{Env, Proxy, bucket, data, files_in, wait_until_blocking};
+use support::{Env, Proxy, data, files_in, server_with_bucket, wait_until_blocking};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -67,9 +67,7 @@ fn check_config_exits_0_for_a_valid_config_and_78_listing_problems() {
 
 #[test]
 fn malformed_metadata_is_logged_once_while_a_valid_neighbour_uploads() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(server.s3(), "");
     env.write_metadata_in_place("bad-json.s3.json", "{\"directory\": \"/x\", ");
     env.write_metadata_in_place(
@@ -116,9 +114,7 @@ fn malformed_metadata_is_logged_once_while_a_valid_neighbour_uploads() {
 
 #[test]
 fn sigterm_lets_the_part_in_flight_finish_then_exits_0_and_the_next_start_resumes() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     // About 2.5 s per 5 MiB part through the proxy.
     let proxy = Proxy::start(server.addr(), 2 * 1024 * 1024);
     let env = Env::new(server.s3(), "");

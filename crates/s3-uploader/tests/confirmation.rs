@@ -21,8 +21,7 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use md5::Digest as _;
 use singularity_runtime::StaticCredentials;
 use singularity_s3_uploader::{ConfiguredClients, S3ClientFactory};
-use singularity_test_support::S3Server;
-use support::{Env, bucket, data, files_in, wait_until};
+use support::{Env, data, files_in, server_with_bucket, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -122,9 +121,7 @@ fn watched(env: &Env) -> (Arc<dyn S3ClientFactory>, Arc<Seen>) {
 /// deleted, however often that happens; once the answers are right again, it goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_answered_with_another_etag_deletes_nothing() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(server.s3(), "");
     let content = data(40_000, 7);
     let path = Env::write_file(&env.logs_dir, "forged.gz", &content, None);
@@ -162,9 +159,7 @@ async fn a_put_answered_with_another_etag_deletes_nothing() {
 /// is no MD5) and for a multipart upload, HeadObject still confirms the object first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_object_is_left_only_where_the_put_answer_cannot_confirm() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(
         server.s3(),
         "  maxSingleUploadSizeBytes: 5242880\n  uploadPartSize: 5242880\n",

@@ -7,9 +7,10 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use singularity_test_support::{S3Endpoint, S3Server};
+use singularity_test_support::S3Endpoint;
 use support::{
-    Env, Proxy, ServerProcess, bucket, data, files_in, parts_recorded, wait_until_blocking,
+    Env, Proxy, ServerProcess, bucket, data, files_in, parts_recorded, server_with_bucket,
+    wait_until_blocking,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -24,9 +25,7 @@ fn history(ledger: &std::path::Path, path: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn sigkill_in_the_middle_of_a_multipart_upload_then_restart_completes_it_once() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     // About 1 s per 5 MiB part, one part at a time.
     let proxy = Proxy::start(server.addr(), 5 * 1024 * 1024);
     let env = Env::new(server.s3(), "");
@@ -170,9 +169,7 @@ fn mtime_ms(path: &std::path::Path) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uploaded_row_is_confirmed_with_s3_before_its_file_is_deleted() {
     use md5::Digest as _;
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(server.s3(), "");
     let confirmed = data(10_000, 1);
     let lost = data(20_000, 2);

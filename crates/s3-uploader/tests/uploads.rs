@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{Datelike, TimeZone, Timelike};
 use singularity_test_support::S3Server;
-use support::{Env, bucket, data, files_in, wait_until};
+use support::{Env, data, files_in, server_with_bucket, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -35,9 +35,7 @@ fn local_ym(mtime_ms: i64) -> (i32, u32) {
 /// with InvalidStorageClass: that shows which uploads carried the class.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_java_executor_metadata_uploads_rotated_logs_then_finishes() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(server.s3(), "");
     let ia_dir = env.root.path().join("task-ia/logs");
     let rr_dir = env.root.path().join("task-rr/logs");
@@ -114,9 +112,7 @@ async fn the_java_executor_metadata_uploads_rotated_logs_then_finishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_token_is_expanded_at_upload_time() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(server.s3(), "");
     let mtime = 1_668_781_234_567;
     Env::write_file(&env.logs_dir, "app.2022.log", b"a", Some(mtime));
@@ -171,9 +167,7 @@ async fn every_key_token_is_expanded_at_upload_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uploader_expires_without_new_files_after_a_final_pass() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(server.s3(), "");
     Env::write_file(&env.logs_dir, "a.log.gz", b"first", None);
     Env::write_file(&env.logs_dir, "tail.txt", b"tail", None);
@@ -206,9 +200,7 @@ async fn an_uploader_expires_without_new_files_after_a_final_pass() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_negative_expiry_never_expires_and_a_deleted_metadata_file_finishes() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(
         server.s3(),
         "  stopCheckingAfterMillisWithoutNewFile: 100\n",
@@ -236,9 +228,7 @@ async fn a_negative_expiry_never_expires_and_a_deleted_metadata_file_finishes() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gone_pid_finishes_the_uploader() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(server.s3(), "");
     let mut sleeper = std::process::Command::new("sleep")
         .arg("60")
@@ -266,9 +256,7 @@ async fn a_gone_pid_finishes_the_uploader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_and_empty_files_are_skipped() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(server.s3(), "");
     let held = Env::write_file(&env.logs_dir, "held.log.gz", b"being written", None);
     Env::write_file(&env.logs_dir, "empty.log.gz", b"", None);
@@ -306,9 +294,7 @@ async fn open_and_empty_files_are_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_compressed_before_upload() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(server.s3(), "");
     let original = data(300_000, 7);
     Env::write_file(&env.logs_dir, "gc.log", &original, Some(1_668_781_234_000));
@@ -350,9 +336,7 @@ fn boto3_head(server: &S3Server, bucket: &str, key: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_files_go_multipart_and_arrive_byte_identical() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(
         server.s3(),
         "  maxSingleUploadSizeBytes: 5242880\n  uploadPartSize: 5242880\n  \
@@ -386,9 +370,7 @@ async fn large_files_go_multipart_and_arrive_byte_identical() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_encryption_is_requested_on_both_paths() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(
         server.s3(),
         "  maxSingleUploadSizeBytes: 5242880\n  uploadPartSize: 5242880\n",
@@ -428,9 +410,7 @@ async fn server_side_encryption_is_requested_on_both_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_log_file_is_picked_up_within_about_a_second() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     // Passes only every 10 minutes: only the watch can be this quick.
     let env = Env::new(server.s3(), "  checkUploadsEverySeconds: 600\n");
     let mut meta = Env::metadata(&env.logs_dir, "*.gz", &bucket, "watch/%filename");
@@ -453,9 +433,7 @@ async fn a_new_log_file_is_picked_up_within_about_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_uploads() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let port = support::free_port();
     let env = Env::new(server.s3(), &format!("  metricsHttpPort: {port}\n"));
     for i in 0..3 {
@@ -510,9 +488,7 @@ async fn metrics_count_uploads() {
 /// uploader does not hold up its neighbour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_upload_never_deletes_and_never_blocks_other_uploaders() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(server.s3(), "  executorMaxUploadThreads: 2\n");
     let bad_dir = env.root.path().join("bad");
     std::fs::create_dir_all(&bad_dir).unwrap();
@@ -549,9 +525,7 @@ async fn a_refused_upload_never_deletes_and_never_blocks_other_uploaders() {
 /// neither waits for `debounceMillis`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_immediate_uploader_does_not_wait_for_the_debounce() {
-    let server = S3Server::start();
-    let bucket = bucket();
-    server.create_bucket(&bucket);
+    let (server, bucket) = server_with_bucket();
     let env = Env::new(server.s3(), "  debounceMillis: 5000\n");
     let running = env.start();
     // The start-up scan is over; what follows comes through the watch.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use singularity_common::config::{self, ConfigClass, ConfigSources};
 use singularity_runtime::Shutdown;
 use singularity_s3_uploader::{Deps, RunError, S3ClientFactory, Settings};
-use singularity_test_support::S3Endpoint;
+use singularity_test_support::{S3Endpoint, S3Server};
 
 /// A test's own directories and configuration.
 pub struct Env {
@@ -352,6 +352,14 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
 /// A bucket name unique to the test.
 pub fn bucket() -> String {
     singularity_test_support::unique_name("se-test")
+}
+
+/// A fresh S3 server holding one empty bucket, and that bucket's name.
+pub fn server_with_bucket() -> (S3Server, String) {
+    let server = S3Server::start();
+    let bucket = bucket();
+    server.create_bucket(&bucket);
+    (server, bucket)
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released).
