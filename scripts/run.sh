@@ -23,9 +23,9 @@ if [[ "${1:-}" == "--release" ]]; then
 fi
 
 echo "==> building (cargo build ${cargo_flags[*]:-})"
-cargo build "${cargo_flags[@]}" -q \
-  -p singularity-executor -p singularity-s3-downloader \
-  -p singularity-test-support --bin singularity-test-s3
+# --bins, not --bin NAME: `--bin` would select that one target across every listed package.
+cargo build "${cargo_flags[@]}" -q --bins \
+  -p singularity-executor -p singularity-s3-downloader -p singularity-test-support
 bin="$PWD/target/$profile"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/singularity-run.XXXXXX")"
