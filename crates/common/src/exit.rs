@@ -21,3 +21,13 @@ pub const EXECUTOR_FINISH_TASK: u8 = 3;
 pub const EXECUTOR_STATUS_UPDATE: u8 = 4;
 /// The configuration is invalid (`EX_CONFIG`).
 pub const CONFIG: u8 = 78;
+
+/// An error that knows the code its process ends with. Every daemon's top-level error
+/// implements it, so a binary maps a failure to its exit code in one call instead of
+/// inspecting the error's type.
+pub trait ExitStatus: std::error::Error {
+    /// The process exit code for this error; [`FAILURE`] unless the error says otherwise.
+    fn exit_code(&self) -> u8 {
+        FAILURE
+    }
+}
