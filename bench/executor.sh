@@ -5,9 +5,10 @@
 #   1. LAUNCH -> TASK_RUNNING latency for a plain command with one embedded artifact (p50, p90),
 #      next to the cost of spawning and reaping `/bin/sh -c true` measured in the same run;
 #   2. the executor's RSS while it supervises a task (VmRSS median, VmHWM);
-#   3. KILL -> SIGTERM received by the task (p50, p90).
-# It also reports whether the link-time code layout (crates/executor/hot-symbols.txt) matches
-# the build, since the RSS depends on it.
+#   3. KILL -> SIGTERM received by the task (p50, p90);
+#   4. the memory per executor with 1 and with 20 standalone executors each supervising a task:
+#      RSS, PSS and USS (bench/lib/executor-memory.sh). PSS at 20 is the per-task cost on a
+#      host (target <= 2.5 MiB); the Java executor, the peer, is given a 128 MB heap per task.
 #
 #   bench/executor.sh           30 launches
 #   RUNS=100 bench/executor.sh
@@ -17,6 +18,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 # shellcheck source=bench/lib/executor-build.sh
 . "$REPO/bench/lib/executor-build.sh"
+# shellcheck source=bench/lib/executor-memory.sh
+. "$REPO/bench/lib/executor-memory.sh"
 build_executor_for_bench executor_bench
-report_symbol_order
 RUNS="${RUNS:-30}" "$HARNESS_BIN"
+echo "memory per executor while each supervises a task (target: PSS <= 2.5 MiB at 20):"
+measure_executor_memory 1
+measure_executor_memory 20
