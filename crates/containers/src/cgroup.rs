@@ -74,7 +74,10 @@ mod tests {
 
     #[test]
     fn the_status_file_names_the_threads() {
-        assert_eq!(process_threads("Name:\tsh\nThreads:\t7\nVmRSS:\t1 kB\n"), Some(7));
+        assert_eq!(
+            process_threads("Name:\tsh\nThreads:\t7\nVmRSS:\t1 kB\n"),
+            Some(7)
+        );
         assert_eq!(process_threads("Name:\tsh\n"), None);
     }
 }

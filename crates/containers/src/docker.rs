@@ -25,10 +25,10 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
+use bollard::models::ContainerSummaryStateEnum;
 use bollard::models::{
     ContainerCreateBody, HostConfig, PortBinding, ResourcesUlimits, SystemVersion,
 };
-use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
     ImportImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,

@@ -128,8 +128,8 @@ pub async fn pull<E: ContainerEngine>(
             }
         }
         if attempt < attempts {
-            let pause =
-                (PULL_RETRY_PAUSE * attempt).min(deadline.saturating_duration_since(Instant::now()));
+            let pause = (PULL_RETRY_PAUSE * attempt)
+                .min(deadline.saturating_duration_since(Instant::now()));
             tokio::time::sleep(pause).await;
         }
     }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use singularity_common::naming;
 use singularity_containers::image::archive_image_id;
-use singularity_containers::{ContainerConfig, ContainerEngine, DockerEngine, EngineErrorKind, Signal};
+use singularity_containers::{
+    ContainerConfig, ContainerEngine, DockerEngine, EngineErrorKind, Signal,
+};
 use singularity_test_support::{self as services, docker_cli, unique_name};
 
 /// The engine under test.
@@ -191,10 +193,7 @@ async fn signals_reach_the_main_process_and_stop_kills_at_the_grace(target: Targ
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     engine.remove(&id).await.expect("remove");
     // Signalling a container that is gone says so.
-    let gone = engine
-        .signal(&id, Signal::Kill)
-        .await
-        .expect_err("gone");
+    let gone = engine.signal(&id, Signal::Kill).await.expect_err("gone");
     assert_eq!(gone.kind, EngineErrorKind::NotFound);
 }
 

@@ -1,5 +1,5 @@
-//! Incoming framework messages from the scheduler: JSON, polymorphic on `@class` (see the
-//! framework messages of `docs/executor.md`). Outgoing status updates are
+//! Incoming framework messages from the scheduler: JSON, polymorphic on `@class` ("Kills,
+//! destroy, shutdown" in `docs/executor.md`). Outgoing status updates are
 //! [`crate::supervise::status_updates`].
 //!
 //! - `.SingularityTaskDestroyFrameworkMessage` `{"taskId": {...}, "user": "opt"}`: kill the

@@ -110,7 +110,10 @@ impl ExitStatus for AgentError {
 
 /// Serves the agent that started this process (its `MESOS_*` environment) until the executor
 /// should exit; SIGTERM and SIGINT shut it down.
-pub async fn serve(settings: Arc<Settings>, backend: Arc<dyn TaskBackend>) -> Result<(), AgentError> {
+pub async fn serve(
+    settings: Arc<Settings>,
+    backend: Arc<dyn TaskBackend>,
+) -> Result<(), AgentError> {
     let agent_env = AgentEnv::from_env().map_err(|source| AgentError::NotUnderAgent { source })?;
     tracing::info!(
         executor_id = agent_env.executor_id.value,

@@ -18,10 +18,10 @@ pub fn command_line(data: &SingularityTaskExecutorData) -> String {
     line
 }
 
-/// The task environment (spec §4.6): the executor's own environment (less
-/// [`HIDDEN_VARIABLES`]), then `ExecutorInfo.command.environment`, then `MESOS_TASK_ID`
-/// (= `TASK_ID`) and `RODAN_HOSTNAME` as Singularity's runner exported them, then `extra`.
-/// Later entries replace earlier ones.
+/// The task environment ("The task process" in `docs/executor.md`): the executor's own
+/// environment (less [`HIDDEN_VARIABLES`]), then `ExecutorInfo.command.environment`, then
+/// `MESOS_TASK_ID` (= `TASK_ID`) and `RODAN_HOSTNAME` as Singularity's runner exported them,
+/// then `extra`. Later entries replace earlier ones.
 pub fn task_env(
     inherited: impl IntoIterator<Item = (String, String)>,
     task: &TaskInfo,

@@ -1,6 +1,6 @@
-//! Step 1, parse and plan: from a Mesos `TaskInfo` to a ready-to-run task (the launch steps
-//! of `docs/executor.md`). [`prepare`] parses the executor data, checks the assigned ports,
-//! resolves the user ([`user`]), builds the environment ([`env`]), creates the sandbox
+//! Step 1, parse and plan: from a Mesos `TaskInfo` to a ready-to-run task ("What happens to a
+//! task" in `docs/executor.md`). [`prepare`] parses the executor data, checks the assigned ports,
+//! resolves the user ([`user`]), builds the environment ([`mod@env`]), creates the sandbox
 //! directories and writes the task definition ([`crate::records`]); it returns the
 //! [`LaunchPlan`] every later step reads, whose [`TaskSpec`] is what a backend runs.
 
@@ -78,7 +78,7 @@ pub enum LaunchError {
     },
 }
 
-/// File-based health check (see the health checks of `docs/executor.md`).
+/// File-based health check ("Health-check file" in `docs/executor.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthcheckPlan {
     /// The file whose existence means healthy (`<app>/<healthcheckResultFilePath>`).
@@ -359,5 +359,4 @@ pub(crate) mod tests {
         drop(listener);
         assert!(verify_ports(&t).is_ok());
     }
-
 }

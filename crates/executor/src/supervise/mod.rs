@@ -1,6 +1,6 @@
 //! Step 4, supervise and report: the life of one task, from LAUNCH to its terminal status
 //! update. [`run_task`] walks the steps in order — [`crate::launch`], [`crate::staging`],
-//! [`crate::run`], the [`supervisor`] while the process runs, [`crate::teardown`] — and sends
+//! [`crate::run`], the supervisor while the process runs, [`crate::teardown`] — and sends
 //! each status update ([`status_updates`]) on the way.
 //!
 //! ```text

@@ -1,7 +1,7 @@
 //! Outgoing status updates: their messages, worded as Singularity's executor words them (the
 //! scheduler and UI show them; keep the wording), their truncation to `maxTaskMessageLength`,
 //! and where they go ([`StatusSink`]: the Mesos agent, or standard output in standalone mode).
-//! Incoming framework messages are [`crate::agent::framework_messages`].
+//! Incoming framework messages are the agent's (`agent::framework_messages`).
 
 use std::fmt;
 use std::io::Write as _;

@@ -244,7 +244,10 @@ impl<'a> Supervisor<'a> {
     }
 
     /// The terminal state and message for how the process ended.
-    pub(super) async fn terminal(&mut self, exit: Result<ExitStatus, BackendError>) -> (TaskState, String) {
+    pub(super) async fn terminal(
+        &mut self,
+        exit: Result<ExitStatus, BackendError>,
+    ) -> (TaskState, String) {
         let shutdown_time = self.first_stop.map(|t| t.elapsed()).unwrap_or_default();
         let status = match exit {
             Ok(status) => status,

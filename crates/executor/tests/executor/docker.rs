@@ -1,12 +1,12 @@
 //! Docker tasks through the real executor binary, the strict fake agent and the real engine
 //! of `scripts/services.sh` (dockerd, the registry on 127.0.0.1:5000, `local/busybox:1`).
 
-
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::types::{
@@ -14,7 +14,6 @@ use singularity_mesos::types::{
 };
 use singularity_mesos::{ContainerInfo, DockerInfo, TaskInfo, TaskState};
 use singularity_test_support as services;
-use crate::support::*;
 
 /// Executor settings every test here uses, plus `extra` lines. The idle exit waits long
 /// enough for the docker CLI checks a test runs between two launches.

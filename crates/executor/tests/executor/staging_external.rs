@@ -1,14 +1,13 @@
 //! External (URL) artifacts from a local HTTP server, artifact lists, and cancellation of a
 //! download that stalls.
 
-
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use singularity_executor::staging::{StagingError, stage_artifacts};
 use crate::staging_support::{
     BUCKET, HttpServer, Sandbox, StallServer, executor_data, md5, s3_server, tar_gz,
 };
+use serde_json::json;
+use singularity_executor::staging::{StagingError, stage_artifacts};
 use tokio_util::sync::CancellationToken;
 
 fn b64(bytes: &[u8]) -> String {

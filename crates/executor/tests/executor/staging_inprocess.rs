@@ -1,12 +1,11 @@
 //! Staging without the downloader: embedded artifacts, S3 objects fetched in-process through
 //! the shared cache from a real S3-protocol server, and signature verification.
 
-
 use std::os::unix::fs::PermissionsExt as _;
 
+use crate::staging_support::{BUCKET, Sandbox, executor_data, md5, s3_server, tar_gz};
 use serde_json::json;
 use singularity_executor::staging::{StagingError, stage_artifacts};
-use crate::staging_support::{BUCKET, Sandbox, executor_data, md5, s3_server, tar_gz};
 use tokio_util::sync::CancellationToken;
 
 fn b64(bytes: &[u8]) -> String {

@@ -1,12 +1,11 @@
 //! `singularity-executor run TASK.json`: one task without Mesos.
 
-
 use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use crate::support::*;
+use serde_json::json;
 
 fn write_task(harness: &Harness, name: &str, value: &serde_json::Value) -> std::path::PathBuf {
     let path = harness.root.path().join(name);

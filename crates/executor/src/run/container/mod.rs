@@ -1,6 +1,6 @@
 //! Containers as tasks: [`ContainerBackend`] runs each task in a container of any
 //! [`ContainerEngine`] (`singularity-containers`), so the supervisor drives a container
-//! exactly as it drives a process group. [`plan`] decides what a task's container gets; it is
+//! exactly as it drives a process group. [`mod@plan`] decides what a task's container gets; it is
 //! pure, so every mapping is tested without an engine.
 //!
 //! Before staging, the container is planned (a bad parameter or image scheme fails the task

@@ -1,4 +1,4 @@
-//! What a task's container gets (the Docker section of `docs/executor.md`), decided without
+//! What a task's container gets ("Docker tasks" in `docs/executor.md`), decided without
 //! an engine: the `TaskInfo` → container plan.
 //!
 //! Differences from Singularity's generated `docker.sh`, on purpose:
@@ -457,12 +457,11 @@ pub fn plan(spec: &TaskSpec, options: &ContainerOptions) -> Result<ContainerPlan
         .strip_prefix(&spec.task_dir)
         .unwrap_or(Path::new(naming::APP_DIRECTORY));
     config.working_dir = Some(format!("{SANDBOX_MOUNT}/{}", app.display()));
-    let words = shell_words::split(&spec.command).map_err(|source| {
-        PlanError::UnsplittableCommand {
+    let words =
+        shell_words::split(&spec.command).map_err(|source| PlanError::UnsplittableCommand {
             command: spec.command.clone(),
             source,
-        }
-    })?;
+        })?;
     config.cmd = (!words.is_empty()).then_some(words);
 
     if options.limits_from_resources {

@@ -161,9 +161,7 @@ pub struct HelperRequest {
 }
 
 /// Parses the arguments after `__exec`.
-pub fn parse_args(
-    args: impl IntoIterator<Item = OsString>,
-) -> Result<HelperRequest, HelperError> {
+pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<HelperRequest, HelperError> {
     let mut args = args.into_iter();
     let (mut user, mut uid, mut gid, mut nofile) = (None, None, None, None);
     loop {
