@@ -27,8 +27,9 @@
 //!    update; every update is worded and sent by [`supervise::status_updates`].
 //! 5. **Teardown** ([`teardown`]): the log metadata is finished for the uploader.
 //!
-//! Data flows one way: `agent`/`standalone` → `supervise` → `launch` → `staging` → `run` →
-//! `teardown`, with [`records`] and [`settings`] below them all.
+//! Imports go one way: the entry points use `supervise`; `supervise` uses the steps; a step
+//! uses what an earlier step made (the [`launch::LaunchPlan`]) and the types of [`run`], never
+//! `supervise` or an entry point; [`records`] and [`settings`] use none of them.
 //!
 //! Reads: `/etc/singularity.{base,s3base,executor}.{properties,yaml,toml}` (or
 //! `--config-dir`/`--config`), the `MESOS_*` environment, `TaskInfo`s. Writes: the task

@@ -1,10 +1,11 @@
 //! Artifacts as the executor binary stages them before the task runs: the file is there when
 //! the command starts, and a failed verification fails the task.
 
-use crate::support::*;
 use serde_json::json;
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::TaskState;
+
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_artifacts_are_in_place_before_the_command_runs() {

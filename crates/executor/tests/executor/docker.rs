@@ -6,14 +6,16 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::*;
 use serde_json::{Value, json};
+use singularity_common::naming;
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::types::{
     ContainerType, EnvironmentVariable, Parameter, PortMapping, Volume,
 };
 use singularity_mesos::{ContainerInfo, DockerInfo, TaskInfo, TaskState};
 use singularity_test_support as services;
+
+use crate::support::*;
 
 /// Executor settings every test here uses, plus `extra` lines. The idle exit waits long
 /// enough for the docker CLI checks a test runs between two launches.
@@ -69,7 +71,7 @@ fn docker_task_with_volumes(
 }
 
 fn container_name(id: &str) -> String {
-    format!("se-{id}")
+    naming::container_name(naming::DEFAULT_DOCKER_PREFIX, id)
 }
 
 /// Whether the engine has a container of that name, running or not.

@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::support::*;
 use serde_json::json;
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::{KillPolicy, TaskState};
+
+use crate::support::*;
 
 /// Runs until SIGTERM, then exits 0.
 const TRAPS_TERM: &str =

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use crate::support::*;
 use serde_json::json;
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::TaskState;
+
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_runs_to_finished_with_its_output_in_service_log() {

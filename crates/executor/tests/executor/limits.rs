@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::*;
 use serde_json::json;
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::TaskState;
+
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threads_are_counted_over_the_whole_group_and_the_limit_fails_the_task() {

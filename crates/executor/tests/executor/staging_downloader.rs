@@ -5,12 +5,13 @@
 //! The downloader gets a cache of its own, separate from the executor's, so each test can tell
 //! who fetched an artifact by where it was cached.
 
-use crate::staging_support::{
-    BUCKET, Downloader, Listen, Sandbox, executor_data, free_port, md5, s3_server, tar_gz,
-};
 use serde_json::json;
 use singularity_executor::staging::stage_artifacts;
 use tokio_util::sync::CancellationToken;
+
+use crate::staging_support::{
+    BUCKET, Downloader, Listen, Sandbox, executor_data, free_port, md5, s3_server, tar_gz,
+};
 
 fn artifacts(tarball: &[u8], jar: &[u8]) -> serde_json::Value {
     json!({

@@ -3,12 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::staging_support::{
-    BUCKET, HttpServer, Sandbox, StallServer, executor_data, md5, s3_server, tar_gz,
-};
 use serde_json::json;
 use singularity_executor::staging::{StagingError, stage_artifacts};
 use tokio_util::sync::CancellationToken;
+
+use crate::staging_support::{
+    BUCKET, HttpServer, Sandbox, StallServer, executor_data, md5, s3_server, tar_gz,
+};
 
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;

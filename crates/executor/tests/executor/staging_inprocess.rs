@@ -3,10 +3,11 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use crate::staging_support::{BUCKET, Sandbox, executor_data, md5, s3_server, tar_gz};
 use serde_json::json;
 use singularity_executor::staging::{StagingError, stage_artifacts};
 use tokio_util::sync::CancellationToken;
+
+use crate::staging_support::{BUCKET, Sandbox, executor_data, md5, s3_server, tar_gz};
 
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;

@@ -4,8 +4,9 @@ use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::*;
 use serde_json::json;
+
+use crate::support::*;
 
 fn write_task(harness: &Harness, name: &str, value: &serde_json::Value) -> std::path::PathBuf {
     let path = harness.root.path().join(name);
