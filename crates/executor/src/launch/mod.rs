@@ -98,7 +98,7 @@ pub struct LaunchPlan {
     pub data: SingularityTaskExecutorData,
     /// The sandbox holding the task directory.
     pub sandbox: PathBuf,
-    /// What the runtime needs.
+    /// What the backend needs to run it.
     pub spec: TaskSpec,
     /// `TaskInfo.kill_policy` grace.
     pub task_kill_grace: Option<Duration>,

@@ -17,7 +17,7 @@ pub fn staging(executor_pid: u32) -> String {
     format!("Staging files... (executor pid: {executor_pid})")
 }
 
-/// TASK_STARTING before runtime work such as an image pull (`Pulling image...`).
+/// TASK_STARTING before backend work such as an image pull (`Pulling image...`).
 pub fn preparing(what: &str, executor_pid: u32) -> String {
     format!("{what} (executor pid: {executor_pid})")
 }
