@@ -92,12 +92,13 @@ fn classify(error: BollardError) -> EngineError {
         }
         _ => EngineErrorKind::Other,
     };
-    let message = match error {
-        BollardError::DockerResponseServerError { message, .. } => message,
-        BollardError::DockerStreamError { error } => error,
-        other => other.to_string(),
-    };
-    EngineError::new(kind, message)
+    match error {
+        // The engine's own words.
+        BollardError::DockerResponseServerError { message, .. } => EngineError::new(kind, message),
+        BollardError::DockerStreamError { error } => EngineError::new(kind, error),
+        // Below the engine: the socket, a timeout, a body that does not parse.
+        other => EngineError::with_source(kind, "", other),
+    }
 }
 
 fn credentials(auth: &RegistryAuth) -> DockerCredentials {
@@ -218,15 +219,17 @@ impl DockerEngine {
                 let docker =
                     Docker::connect_with_unix(&socket, timeout, bollard::API_DEFAULT_VERSION)
                         .map_err(|e| {
-                            EngineError::new(
+                            EngineError::with_source(
                                 EngineErrorKind::Unreachable,
-                                format!("cannot reach the container engine at {socket}: {e}"),
+                                format!("cannot reach the container engine at {socket}"),
+                                e,
                             )
                         })?;
                 let docker = docker.negotiate_version().await.map_err(|e| {
-                    EngineError::new(
+                    EngineError::with_source(
                         EngineErrorKind::Unreachable,
-                        format!("the container engine at {socket} does not answer: {e}"),
+                        format!("the container engine at {socket} does not answer"),
+                        e,
                     )
                 })?;
                 // Only the OOM fallback depends on this: an engine that will not say what it
@@ -360,15 +363,16 @@ impl ContainerEngine for DockerEngine {
             .short("inspect image", client.inspect_image(image))
             .await?;
         serde_json::to_value(inspect)
-            .map_err(|e| EngineError::new(EngineErrorKind::Other, e.to_string()))
+            .map_err(|e| EngineError::with_source(EngineErrorKind::Other, "image description", e))
     }
 
     async fn load_image(&self, tarball: &Path) -> Result<(), EngineError> {
         let client = self.client().await?;
         let file = tokio::fs::File::open(tarball).await.map_err(|e| {
-            EngineError::new(
+            EngineError::with_source(
                 EngineErrorKind::Other,
-                format!("cannot open {}: {e}", tarball.display()),
+                format!("cannot open {}", tarball.display()),
+                e,
             )
         })?;
         let body = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);

@@ -2,10 +2,12 @@
 //! engine-neutral types it speaks.
 
 use std::collections::BTreeMap;
+use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,14 +29,16 @@ pub enum EngineErrorKind {
     Other,
 }
 
-/// An engine call failed; the message is the engine's own where it gave one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+/// An engine call failed. The message is the engine's own answer where it gave one, else what
+/// was being done; a failure below the engine (the socket, a file) is kept as the source.
+#[derive(Debug, Clone)]
 pub struct EngineError {
     /// The kind.
     pub kind: EngineErrorKind,
-    /// What happened.
+    /// The engine's answer, or what was being done; empty when the failure was below the
+    /// engine and the source says it all.
     pub message: String,
+    source: Option<Arc<dyn Error + Send + Sync>>,
 }
 
 impl EngineError {
@@ -43,6 +47,20 @@ impl EngineError {
         Self {
             kind,
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error of `kind` doing `context` (may be empty), caused by `source`.
+    pub fn with_source(
+        kind: EngineErrorKind,
+        context: impl Into<String>,
+        source: impl Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            kind,
+            message: context.into(),
+            source: Some(Arc::new(source)),
         }
     }
 
@@ -51,6 +69,30 @@ impl EngineError {
         self.kind == EngineErrorKind::NotFound
     }
 }
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(source) if self.message.is_empty() => write!(f, "{source}"),
+            Some(source) => write!(f, "{}: {source}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl Error for EngineError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|s| s as &(dyn Error + 'static))
+    }
+}
+
+impl PartialEq for EngineError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for EngineError {}
 
 /// The signals a container's main process is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,4 +354,34 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
         &self,
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<ContainerSummary>, EngineError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn a_failure_below_the_engine_is_the_source_with_its_context() {
+        let refused = || io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = EngineError::with_source(
+            EngineErrorKind::Unreachable,
+            "cannot reach the container engine at /s.sock",
+            refused(),
+        );
+        assert_eq!(
+            error.to_string(),
+            "cannot reach the container engine at /s.sock: connection refused"
+        );
+        assert_eq!(
+            error.source().map(ToString::to_string).as_deref(),
+            Some("connection refused")
+        );
+        let bare = EngineError::with_source(EngineErrorKind::Other, "", refused());
+        assert_eq!(bare.to_string(), "connection refused");
+        let answer = EngineError::new(EngineErrorKind::Conflict, "name in use");
+        assert_eq!(answer.to_string(), "name in use");
+        assert!(answer.source().is_none());
+    }
 }

@@ -102,41 +102,36 @@ pub async fn pull<E: ContainerEngine>(
     let deadline = started + policy.timeout;
     let attempts = policy.attempts.max(1);
     let reference = image.reference.as_str();
-    let mut last = None;
-    for attempt in 1..=attempts {
+    let mut attempt = 1;
+    loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let credentials = auth.and_then(|a| a.for_repository(&image.repository));
         let pull = engine.pull_image(&image.repository, &image.tag, credentials.as_ref());
-        match tokio::time::timeout(remaining, pull).await {
+        let error = match tokio::time::timeout(remaining, pull).await {
             Ok(Ok(())) => {
                 tracing::info!(image = reference, attempt, elapsed = ?started.elapsed(), "image pulled");
                 return Ok(());
             }
-            Ok(Err(error)) => {
-                tracing::warn!(image = reference, attempt, attempts, %error, "pull failed");
-                let missing = error.kind == EngineErrorKind::NotFound;
-                last = Some(error);
-                if missing {
-                    break;
-                }
-            }
+            Ok(Err(error)) => error,
             Err(_) => {
                 return Err(PullError::TimedOut {
                     reference: reference.to_owned(),
                     timeout: policy.timeout,
                 });
             }
+        };
+        tracing::warn!(image = reference, attempt, attempts, %error, "pull failed");
+        if error.kind == EngineErrorKind::NotFound || attempt >= attempts {
+            return Err(PullError::Failed {
+                reference: reference.to_owned(),
+                source: error,
+            });
         }
-        if attempt < attempts {
-            let pause = (PULL_RETRY_PAUSE * attempt)
-                .min(deadline.saturating_duration_since(Instant::now()));
-            tokio::time::sleep(pause).await;
-        }
+        let pause =
+            (PULL_RETRY_PAUSE * attempt).min(deadline.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(pause).await;
+        attempt += 1;
     }
-    Err(PullError::Failed {
-        reference: reference.to_owned(),
-        source: last.unwrap_or_else(|| EngineError::new(EngineErrorKind::Other, "no attempt made")),
-    })
 }
 
 /// The image id (`sha256:...`) of a `docker save` tarball, from its `manifest.json`.
