@@ -20,6 +20,13 @@ pub struct Settings {
 #[error("the loaded configuration has no {0} section")]
 pub struct MissingClass(&'static str);
 
+impl MissingClass {
+    /// The class `name` is missing.
+    pub fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+}
+
 impl Settings {
     /// From a configuration loaded with `ConfigClass::FOR_EXECUTOR`.
     pub fn from_loaded(loaded: LoadedConfig) -> Result<Self, MissingClass> {

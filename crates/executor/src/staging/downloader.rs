@@ -14,7 +14,7 @@ use singularity_common::records::ArtifactDownloadRequest;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::fetch::error_chain;
+use super::DownloaderError;
 
 /// Longest failure body kept for the log.
 const MAX_MESSAGE: usize = 1024;
@@ -32,7 +32,7 @@ pub(crate) struct DownloaderClient {
 #[derive(Debug)]
 pub(crate) struct RequestFailure {
     pub name: String,
-    pub message: String,
+    pub error: DownloaderError,
 }
 
 impl DownloaderClient {
@@ -40,7 +40,7 @@ impl DownloaderClient {
     pub(crate) fn from_config(
         executor: &ExecutorConfig,
         s3: &S3BaseConfig,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DownloaderError> {
         let path = if s3.local_download_path.starts_with('/') {
             s3.local_download_path.clone()
         } else {
@@ -54,13 +54,9 @@ impl DownloaderClient {
                 format!("http://localhost{path}"),
             ),
             (None, Some(port)) if port != 0 => (builder, format!("http://127.0.0.1:{port}{path}")),
-            _ => {
-                return Err(
-                    "neither localDownloadSocket nor localDownloadHttpPort is set".to_owned(),
-                );
-            }
+            _ => return Err(DownloaderError::NotConfigured),
         };
-        let http = builder.build().map_err(|e| error_chain(&e))?;
+        let http = builder.build().map_err(DownloaderError::Client)?;
         Ok(DownloaderClient {
             http,
             url,
@@ -100,18 +96,18 @@ impl DownloaderClient {
                 Ok((name, target, Ok(()))) => {
                     tracing::info!(artifact = %name, target = %target.display(), "downloader placed artifact");
                 }
-                Ok((name, _, Err(message))) => failures.push(RequestFailure { name, message }),
+                Ok((name, _, Err(error))) => failures.push(RequestFailure { name, error }),
                 Err(e) => failures.push(RequestFailure {
                     name: "?".to_owned(),
-                    message: e.to_string(),
+                    error: DownloaderError::Join(e),
                 }),
             }
         }
         failures
     }
 
-    async fn download(&self, request: &ArtifactDownloadRequest) -> Result<(), String> {
-        let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    async fn download(&self, request: &ArtifactDownloadRequest) -> Result<(), DownloaderError> {
+        let body = serde_json::to_vec(request).map_err(DownloaderError::Encode)?;
         let response = self
             .http
             .post(&self.url)
@@ -120,7 +116,7 @@ impl DownloaderClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(DownloaderError::Request)?;
         let status = response.status();
         if status == reqwest::StatusCode::OK {
             return Ok(());
@@ -133,6 +129,9 @@ impl DownloaderClient {
             }
             text.truncate(end);
         }
-        Err(format!("HTTP {status}: {}", text.trim()))
+        Err(DownloaderError::Status {
+            status,
+            body: text.trim().to_owned(),
+        })
     }
 }

@@ -1,7 +1,12 @@
 use std::io;
 use std::path::PathBuf;
 
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::primitives::ByteStreamError;
 use singularity_artifacts::ArtifactError;
+
+use super::fetch::error_chain;
 
 /// Why staging a task's artifacts failed. Every variant names the artifact and where it came
 /// from or was going, so the message alone says what to fix.
@@ -22,7 +27,7 @@ pub enum StagingError {
     },
 
     /// Reading an S3 object failed.
-    #[error("S3 artifact {name:?} (s3://{bucket}/{key}): {message}")]
+    #[error("S3 artifact {name:?} (s3://{bucket}/{key}): {source}")]
     S3 {
         /// The artifact's name.
         name: String,
@@ -31,18 +36,18 @@ pub enum StagingError {
         /// The object key.
         key: String,
         /// What the S3 client reported.
-        message: String,
+        source: S3ReadError,
     },
 
     /// Downloading an external artifact failed.
-    #[error("external artifact {name:?} ({url}): {message}")]
+    #[error("external artifact {name:?} ({url}): {source}")]
     Http {
         /// The artifact's name.
         name: String,
         /// The URL.
         url: String,
         /// What went wrong (connection error, HTTP status).
-        message: String,
+        source: HttpFetchError,
     },
 
     /// A download did not finish in time.
@@ -93,14 +98,14 @@ pub enum StagingError {
     },
 
     /// An artifact list (`isArtifactList: true`) could not be read as one.
-    #[error("artifact list {name:?} ({}): {message}", path.display())]
+    #[error("artifact list {name:?} ({}): {source}", path.display())]
     ArtifactList {
         /// The list artifact's name.
         name: String,
         /// The placed file.
         path: PathBuf,
         /// What is wrong with it.
-        message: String,
+        source: ArtifactListError,
     },
 
     /// A signature names an artifact that is not staged (`failOnSignatureWithNoMatchingArtifact`).
@@ -169,4 +174,98 @@ impl StagingError {
             source,
         }
     }
+}
+
+/// Reading an S3 object failed.
+#[derive(Debug, thiserror::Error)]
+pub enum S3ReadError {
+    /// The GET was refused or failed.
+    #[error("{}", DisplayErrorContext(.0.as_ref()))]
+    GetObject(#[source] Box<SdkError<GetObjectError>>),
+    /// The body broke off.
+    #[error(transparent)]
+    Body(ByteStreamError),
+}
+
+/// Downloading a URL failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpFetchError {
+    /// The HTTP client could not be built.
+    #[error("{}", error_chain(.0))]
+    Client(#[source] reqwest::Error),
+    /// The request failed (connection, timeout).
+    #[error("{}", error_chain(.0))]
+    Request(#[source] reqwest::Error),
+    /// The server answered with an error status.
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+    /// The body broke off.
+    #[error("{}", error_chain(.0))]
+    Body(#[source] reqwest::Error),
+}
+
+/// A placed artifact list could not be read as one.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactListError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Read(io::Error),
+    /// The file is not an artifact list.
+    #[error(transparent)]
+    Parse(serde_json::Error),
+}
+
+/// The local download service could not be used, or one request to it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloaderError {
+    /// Neither a socket nor a port is configured.
+    #[error("neither localDownloadSocket nor localDownloadHttpPort is set")]
+    NotConfigured,
+    /// The HTTP client could not be built.
+    #[error("{}", error_chain(.0))]
+    Client(#[source] reqwest::Error),
+    /// The request could not be encoded.
+    #[error(transparent)]
+    Encode(serde_json::Error),
+    /// The request failed (connection, timeout).
+    #[error("{}", error_chain(.0))]
+    Request(#[source] reqwest::Error),
+    /// The service refused or failed the request; `body` is its answer, cut to 1 KiB.
+    #[error("HTTP {status}: {body}")]
+    Status {
+        /// The status.
+        status: reqwest::StatusCode,
+        /// The service's answer.
+        body: String,
+    },
+    /// The request's task panicked.
+    #[error(transparent)]
+    Join(tokio::task::JoinError),
+}
+
+/// Why the S3 artifacts are fetched in-process after all ("falling back to in-task fetch").
+#[derive(Debug, thiserror::Error)]
+pub enum DownloaderFallback {
+    /// The service is not configured, or no client could be built for it.
+    #[error("cannot use the local download service: {source}")]
+    Unusable {
+        /// The cause.
+        source: DownloaderError,
+    },
+    /// A target directory could not be created (the service extracts into existing ones).
+    #[error("cannot create {}: {source}", path.display())]
+    CreateTarget {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Some requests failed; each was logged.
+    #[error("{failed} of {requested} local download request(s) failed")]
+    Failed {
+        /// Requests that failed.
+        failed: usize,
+        /// Requests made.
+        requested: usize,
+    },
 }

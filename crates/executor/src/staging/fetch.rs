@@ -13,8 +13,8 @@ use singularity_common::config::S3BaseConfig;
 use singularity_common::records::{ExternalArtifact, RemoteArtifact, S3Artifact};
 use singularity_runtime::{S3ClientOptions, build_s3_client};
 
-use super::StagingError;
 use super::cache::{self, CacheFill, Expected};
+use super::{HttpFetchError, S3ReadError, StagingError};
 
 /// Idle time allowed between two reads of an external download.
 const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,17 +22,26 @@ const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A response body, read chunk by chunk.
-enum Body {
-    S3(aws_sdk_s3::primitives::ByteStream),
-    Http(reqwest::Response),
+trait Body: Send {
+    /// Why a read failed.
+    type Error;
+    /// The next chunk; `None` at the end.
+    fn next(&mut self) -> impl Future<Output = Result<Option<Bytes>, Self::Error>> + Send;
 }
 
-impl Body {
-    async fn next(&mut self) -> Result<Option<Bytes>, String> {
-        match self {
-            Body::S3(stream) => stream.try_next().await.map_err(|e| e.to_string()),
-            Body::Http(response) => response.chunk().await.map_err(|e| error_chain(&e)),
-        }
+impl Body for aws_sdk_s3::primitives::ByteStream {
+    type Error = aws_sdk_s3::primitives::ByteStreamError;
+
+    async fn next(&mut self) -> Result<Option<Bytes>, Self::Error> {
+        self.try_next().await
+    }
+}
+
+impl Body for reqwest::Response {
+    type Error = reqwest::Error;
+
+    async fn next(&mut self) -> Result<Option<Bytes>, Self::Error> {
+        self.chunk().await
     }
 }
 
@@ -68,11 +77,11 @@ impl Fetcher {
         }
         let from = format!("s3://{}/{}", artifact.s3_bucket, artifact.s3_object_key);
         let millis = self.s3.s3_download_timeout_millis;
-        let s3_error = |message: String| StagingError::S3 {
+        let s3_error = |source: S3ReadError| StagingError::S3 {
             name: artifact.name.clone(),
             bucket: artifact.s3_bucket.clone(),
             key: artifact.s3_object_key.clone(),
-            message,
+            source,
         };
         let download = async {
             let client = self.s3_client(&artifact.s3_bucket).await;
@@ -82,15 +91,14 @@ impl Fetcher {
                 .key(&artifact.s3_object_key)
                 .send()
                 .await
-                .map_err(|e| s3_error(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
-            let body = Body::S3(object.body);
+                .map_err(|e| s3_error(S3ReadError::GetObject(Box::new(e))))?;
             fill(
                 self.cache_dir(),
                 &artifact.name,
                 &from,
                 &expected,
-                body,
-                s3_error,
+                object.body,
+                |e| s3_error(S3ReadError::Body(e)),
             )
             .await
         };
@@ -116,32 +124,31 @@ impl Fetcher {
             tracing::info!(artifact = %artifact.name, path = %hit.display(), "using cached file");
             return Ok(hit);
         }
-        let http_error = |message: String| StagingError::Http {
+        let http_error = |source: HttpFetchError| StagingError::Http {
             name: artifact.name.clone(),
             url: artifact.url.clone(),
-            message,
+            source,
         };
         let client = self
             .http_client()
-            .map_err(|e| http_error(error_chain(&e)))?;
+            .map_err(|e| http_error(HttpFetchError::Client(e)))?;
         let response = client
             .get(&artifact.url)
             .send()
             .await
-            .map_err(|e| http_error(error_chain(&e)))?;
+            .map_err(|e| http_error(HttpFetchError::Request(e)))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(http_error(format!("HTTP {status}")));
+            return Err(http_error(HttpFetchError::Status(status)));
         }
         let started = std::time::Instant::now();
-        let body = Body::Http(response);
         let path = fill(
             self.cache_dir(),
             &artifact.name,
             &artifact.url,
             &expected,
-            body,
-            http_error,
+            response,
+            |e| http_error(HttpFetchError::Body(e)),
         )
         .await?;
         tracing::info!(
@@ -193,13 +200,13 @@ fn expected(artifact: &impl RemoteArtifact) -> Expected {
 
 /// Streams `body` into a verified cache file; `read_error` turns a failed read into the error
 /// to report.
-async fn fill(
+async fn fill<B: Body>(
     cache_dir: &Path,
     name: &str,
     from: &str,
     expected: &Expected,
-    mut body: Body,
-    read_error: impl Fn(String) -> StagingError,
+    mut body: B,
+    read_error: impl Fn(B::Error) -> StagingError,
 ) -> Result<PathBuf, StagingError> {
     let fill = CacheFill::start(cache_dir, expected);
     while let Some(data) = body.next().await.map_err(&read_error)? {

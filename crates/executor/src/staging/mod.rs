@@ -1,4 +1,5 @@
-//! Artifact staging: puts a task's artifacts into its sandbox before the task starts.
+//! Step 2, stage: puts a task's artifacts into its sandbox before the task starts, then hands
+//! the task directory to the task's user ([`give_to_user`]).
 //!
 //! Order, as Singularity's executor: embedded artifacts, then S3 artifacts and their
 //! signatures, then external (URL) artifacts; then signature verification; then the content of
@@ -36,6 +37,7 @@ mod cache;
 mod downloader;
 mod error;
 mod fetch;
+mod ownership;
 mod signatures;
 
 use std::path::{Component, Path, PathBuf};
@@ -47,10 +49,16 @@ use singularity_common::records::{
 };
 use tokio_util::sync::CancellationToken;
 
-pub use error::StagingError;
+pub use error::{
+    ArtifactListError, DownloaderError, DownloaderFallback, HttpFetchError, S3ReadError,
+    StagingError,
+};
+pub use ownership::give_to_user;
 
 use downloader::DownloaderClient;
 use fetch::Fetcher;
+
+use crate::settings::Settings;
 
 /// What staging needs to know about the task and the agent.
 #[derive(Debug, Clone)]
@@ -63,6 +71,18 @@ pub struct StagingContext {
     pub s3: S3BaseConfig,
     /// The base configuration.
     pub base: BaseConfig,
+}
+
+impl StagingContext {
+    /// The context of the task directory `task_dir` under `settings`.
+    pub fn new(task_dir: impl Into<PathBuf>, settings: &Settings) -> Self {
+        Self {
+            task_dir: task_dir.into(),
+            executor: settings.executor.clone(),
+            s3: settings.s3.clone(),
+            base: settings.base.clone(),
+        }
+    }
 }
 
 /// Stages the artifacts of `data` into `ctx.task_dir`; see the module documentation.
@@ -240,17 +260,23 @@ impl Stager<'_> {
         Ok(())
     }
 
-    /// `Err` describes why the downloader did not stage everything.
-    async fn stage_s3_with_downloader(&self, artifacts: &[S3Artifact]) -> Result<(), String> {
+    /// `Err` says why the downloader did not stage everything.
+    async fn stage_s3_with_downloader(
+        &self,
+        artifacts: &[S3Artifact],
+    ) -> Result<(), DownloaderFallback> {
         let client = DownloaderClient::from_config(&self.ctx.executor, &self.ctx.s3)
-            .map_err(|e| format!("cannot use the local download service: {e}"))?;
+            .map_err(|source| DownloaderFallback::Unusable { source })?;
         let mut requests = Vec::with_capacity(artifacts.len());
         for artifact in artifacts {
             let target = self.target_dir(artifact);
             // The downloader extracts into existing directories only.
-            tokio::fs::create_dir_all(&target)
-                .await
-                .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+            if let Err(source) = tokio::fs::create_dir_all(&target).await {
+                return Err(DownloaderFallback::CreateTarget {
+                    path: target,
+                    source,
+                });
+            }
             requests.push((
                 artifact.name.clone(),
                 ArtifactDownloadRequest {
@@ -274,14 +300,13 @@ impl Stager<'_> {
             tracing::warn!(
                 artifact = %failure.name,
                 "local download service failed: {}",
-                failure.message
+                failure.error
             );
         }
-        Err(format!(
-            "{} of {} local download request(s) failed",
-            failures.len(),
-            artifacts.len()
-        ))
+        Err(DownloaderFallback::Failed {
+            failed: failures.len(),
+            requested: artifacts.len(),
+        })
     }
 
     /// Where an artifact goes: the task directory, or the artifact's relative folder in it.
@@ -311,15 +336,16 @@ fn target_dir(task_dir: &Path, name: &str, folder: Option<&str>) -> PathBuf {
 }
 
 async fn read_list(list: &PlacedList) -> Result<ArtifactSet, StagingError> {
-    let error = |message: String| StagingError::ArtifactList {
+    let error = |source: ArtifactListError| StagingError::ArtifactList {
         name: list.name.clone(),
         path: list.path.clone(),
-        message,
+        source,
     };
     let bytes = tokio::fs::read(&list.path)
         .await
-        .map_err(|e| error(e.to_string()))?;
-    let parsed: ArtifactList = serde_json::from_slice(&bytes).map_err(|e| error(e.to_string()))?;
+        .map_err(|e| error(ArtifactListError::Read(e)))?;
+    let parsed: ArtifactList =
+        serde_json::from_slice(&bytes).map_err(|e| error(ArtifactListError::Parse(e)))?;
     Ok(parsed.into())
 }
 

@@ -1,0 +1,434 @@
+//! Containers as tasks: [`ContainerBackend`] runs each task in a container of any
+//! [`ContainerEngine`] (`singularity-containers`), so the supervisor drives a container
+//! exactly as it drives a process group. [`mod@plan`] decides what a task's container gets; it is
+//! pure, so every mapping is tested without an engine.
+//!
+//! Before staging, the container is planned (a bad parameter or image scheme fails the task
+//! before anything is downloaded) and a registry image is pulled when the engine lacks it
+//! or `force_pull_image` is set, with `maxDockerPullAttempts` attempts inside one deadline.
+//! After staging, a `docker-archive://` tarball is loaded unless its image is already
+//! present; the image description is written to `docker_image.json`; the container is
+//! created, attached (so no output is missed), started, and its output appended to
+//! `service.log`. Kills signal the container's main process at once. When it ends, the
+//! output is drained and the container removed.
+
+pub mod plan;
+
+use std::fs::File;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use singularity_common::naming;
+use singularity_containers::image::{self, PullError, PullPolicy};
+use singularity_containers::{
+    ContainerEngine, EngineError, EngineErrorKind, OutputStream, Signal, cgroup,
+};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+pub use plan::{ContainerOptions, PlanError};
+
+use self::plan::{ImageSource, plan};
+use crate::run::process::open_append;
+use crate::run::{
+    BackendError, BoxFuture, ExitStatus, Preparation, StartedTask, StopSignal, TaskBackend,
+    TaskControl, TaskSpec,
+};
+
+/// How long output may keep arriving after the container stopped.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
+
+/// Why a task's container could not be prepared or started. The messages are the status
+/// update messages of the failed task.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// The task's container is not acceptable.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Whether the engine has the image could not be learnt.
+    #[error("cannot inspect the image: {source}")]
+    ImagePresence {
+        /// The engine's error.
+        source: EngineError,
+    },
+    /// The registry image could not be pulled.
+    #[error(transparent)]
+    Pull(#[from] PullError),
+    /// A `docker-archive://` tarball names no image.
+    #[error("cannot read the docker-archive {}: {source}", path.display())]
+    ReadArchive {
+        /// The tarball.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A `docker-archive://` tarball could not be loaded.
+    #[error("cannot load {}: {source}", path.display())]
+    LoadArchive {
+        /// The tarball.
+        path: PathBuf,
+        /// The engine's error.
+        source: EngineError,
+    },
+    /// The image description for `docker_image.json` could not be read.
+    #[error("cannot inspect image {image}: {source}")]
+    DescribeImage {
+        /// The image.
+        image: String,
+        /// The engine's error.
+        source: EngineError,
+    },
+    /// The image description could not be encoded.
+    #[error(transparent)]
+    EncodeDescription(serde_json::Error),
+    /// `docker_image.json` could not be written.
+    #[error("cannot start {}: {source}", path.display())]
+    WriteDescription {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The container could not be created.
+    #[error("cannot create container {name}: {source}")]
+    Create {
+        /// The container's name.
+        name: String,
+        /// The engine's error.
+        source: EngineError,
+    },
+    /// The container's output could not be attached to.
+    #[error("cannot attach to container {name}: {source}")]
+    Attach {
+        /// The container's name.
+        name: String,
+        /// The engine's error.
+        source: EngineError,
+    },
+    /// The container did not start.
+    #[error("cannot start container {name}: {source}")]
+    Start {
+        /// The container's name.
+        name: String,
+        /// The engine's error.
+        source: EngineError,
+    },
+    /// A blocking step panicked or was cancelled.
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Runs tasks as containers of `E`.
+#[derive(Debug)]
+pub struct ContainerBackend<E> {
+    engine: Arc<E>,
+    options: ContainerOptions,
+}
+
+fn signal_of(signal: StopSignal) -> Signal {
+    match signal {
+        StopSignal::Terminate => Signal::Terminate,
+        StopSignal::Kill => Signal::Kill,
+    }
+}
+
+impl<E: ContainerEngine> ContainerBackend<E> {
+    /// A backend creating containers on `engine`.
+    pub fn new(engine: E, options: ContainerOptions) -> Self {
+        Self {
+            engine: Arc::new(engine),
+            options,
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<E> {
+        &self.engine
+    }
+
+    async fn prepare(&self, spec: &TaskSpec) -> Result<(), ContainerError> {
+        let plan = plan(spec, &self.options)?;
+        let ImageSource::Registry(image) = &plan.image else {
+            return Ok(());
+        };
+        if !plan.force_pull {
+            let present = self
+                .engine
+                .image_id(&image.reference)
+                .await
+                .map_err(|source| ContainerError::ImagePresence { source })?;
+            if present.is_some() {
+                tracing::info!(
+                    task_id = spec.task_id,
+                    image = image.reference,
+                    "image present; not pulled"
+                );
+                return Ok(());
+            }
+        }
+        let policy = PullPolicy {
+            attempts: self.options.pull_attempts,
+            timeout: self.options.pull_timeout,
+        };
+        image::pull(&*self.engine, image, self.options.auth.as_ref(), policy)
+            .instrument(tracing::info_span!("pull", task_id = spec.task_id))
+            .await?;
+        Ok(())
+    }
+
+    /// Loads the tarball unless the engine has its image; returns the image id.
+    async fn load_archive(&self, task_id: &str, path: &Path) -> Result<String, ContainerError> {
+        let file = path.to_path_buf();
+        let id = tokio::task::spawn_blocking(move || image::archive_image_id(&file))
+            .await?
+            .map_err(|source| ContainerError::ReadArchive {
+                path: path.to_owned(),
+                source,
+            })?;
+        let present = self
+            .engine
+            .image_id(&id)
+            .await
+            .map_err(|source| ContainerError::ImagePresence { source })?;
+        if present.is_some() {
+            tracing::info!(task_id, image = id, "archive image present; not loaded");
+        } else {
+            let started = Instant::now();
+            self.engine
+                .load_image(path)
+                .await
+                .map_err(|source| ContainerError::LoadArchive {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            tracing::info!(task_id, image = id, elapsed = ?started.elapsed(), "archive image loaded");
+        }
+        Ok(id)
+    }
+
+    async fn write_image_description(
+        &self,
+        image: &str,
+        task_dir: &Path,
+    ) -> Result<(), ContainerError> {
+        let description = self.engine.inspect_image(image).await.map_err(|source| {
+            ContainerError::DescribeImage {
+                image: image.to_owned(),
+                source,
+            }
+        })?;
+        // `docker image inspect` prints a list. Informational, like the file Singularity's
+        // runner wrote with a redirect: no sync.
+        let bytes =
+            serde_json::to_vec_pretty(&[description]).map_err(ContainerError::EncodeDescription)?;
+        let path = task_dir.join(naming::DOCKER_IMAGE_JSON);
+        tokio::fs::write(&path, bytes)
+            .await
+            .map_err(|source| ContainerError::WriteDescription { path, source })
+    }
+
+    async fn start_container(&self, spec: &TaskSpec) -> Result<StartedTask, BackendError> {
+        let mut plan = plan(spec, &self.options).map_err(ContainerError::from)?;
+        if let ImageSource::Archive { path } = &plan.image {
+            plan.config.image = self.load_archive(&spec.task_id, path).await?;
+        }
+        self.write_image_description(&plan.config.image, &spec.task_dir)
+            .await?;
+        let log = open_append(&spec.service_log).map_err(|source| BackendError::ServiceLog {
+            path: spec.service_log.clone(),
+            source,
+        })?;
+
+        let name = plan.config.name.clone();
+        let id = match self.engine.create(&plan.config).await {
+            Err(error) if error.kind == EngineErrorKind::Conflict => {
+                // Left by an earlier executor of the same task: it cannot be running a task
+                // that is being launched now.
+                tracing::warn!(
+                    task_id = spec.task_id,
+                    container = name,
+                    "removing a leftover container of the same name"
+                );
+                self.remove_quietly(&name).await;
+                self.engine.create(&plan.config).await
+            }
+            other => other,
+        }
+        .map_err(|source| ContainerError::Create {
+            name: name.clone(),
+            source,
+        })?;
+
+        let output = match self.engine.attach(&id).await {
+            Ok(output) => output,
+            Err(error) => {
+                self.remove_quietly(&id).await;
+                return Err(ContainerError::Attach {
+                    name,
+                    source: error,
+                }
+                .into());
+            }
+        };
+        let pump = tokio::spawn(pump(output, log));
+        if let Err(error) = self.engine.start(&id).await {
+            pump.abort();
+            self.remove_quietly(&id).await;
+            return Err(ContainerError::Start {
+                name,
+                source: error,
+            }
+            .into());
+        }
+        let pid = match self.engine.main_pid(&id).await {
+            Ok(pid) => pid.unwrap_or(0),
+            Err(error) => {
+                tracing::warn!(task_id = spec.task_id, %error, "cannot read the container's pid");
+                0
+            }
+        };
+
+        let control = Arc::new(ContainerControl {
+            engine: Arc::clone(&self.engine),
+            id: id.clone(),
+            task_id: spec.task_id.clone(),
+            pid,
+        });
+        let engine = Arc::clone(&self.engine);
+        let task_id = spec.task_id.clone();
+        let exit = Box::pin(async move {
+            let ended = engine.wait(&id).await;
+            drain(pump).await;
+            match engine.remove(&id).await {
+                Ok(()) => {}
+                Err(error) if error.is_not_found() => {}
+                Err(error) => {
+                    tracing::warn!(task_id, container = id, %error, "cannot remove the container")
+                }
+            }
+            let ended = ended.map_err(|error| BackendError::Wait {
+                task_id,
+                source: io::Error::other(error),
+            })?;
+            Ok(ExitStatus {
+                code: Some(i32::try_from(ended.code).unwrap_or(i32::MAX)),
+                signal: None,
+                oom_killed: ended.oom_killed,
+            })
+        });
+        Ok(StartedTask {
+            pid,
+            process_name: "docker".to_owned(),
+            control,
+            exit,
+            kill_grace: Some(self.options.stop_timeout),
+        })
+    }
+
+    async fn remove_quietly(&self, id: &str) {
+        if let Err(error) = self.engine.remove(id).await
+            && !error.is_not_found()
+        {
+            tracing::warn!(container = id, %error, "cannot remove the container");
+        }
+    }
+}
+
+impl<E: ContainerEngine> TaskBackend for ContainerBackend<E> {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn before_staging<'a>(&'a self, spec: &'a TaskSpec) -> Option<Preparation<'a>> {
+        let pulls = plan(spec, &self.options)
+            .map(|p| matches!(p.image, ImageSource::Registry(_)))
+            .unwrap_or(false);
+        Some(Preparation {
+            announce: pulls.then_some("Pulling image..."),
+            work: Box::pin(async move { Ok(self.prepare(spec).await?) }),
+        })
+    }
+
+    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
+        Box::pin(self.start_container(spec))
+    }
+}
+
+/// Signals and counts one container.
+#[derive(Debug)]
+struct ContainerControl<E> {
+    engine: Arc<E>,
+    id: String,
+    task_id: String,
+    pid: u32,
+}
+
+impl<E: ContainerEngine> TaskControl for ContainerControl<E> {
+    fn signal(&self, signal: StopSignal) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            match self.engine.signal(&self.id, signal_of(signal)).await {
+                Ok(()) => Ok(()),
+                // Already stopped or gone: nothing left to signal.
+                Err(error)
+                    if matches!(
+                        error.kind,
+                        EngineErrorKind::NotFound | EngineErrorKind::Conflict
+                    ) =>
+                {
+                    Ok(())
+                }
+                Err(error) => Err(BackendError::Signal {
+                    task_id: self.task_id.clone(),
+                    signal,
+                    source: io::Error::other(error),
+                }),
+            }
+        })
+    }
+
+    fn thread_count(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
+        Box::pin(async move {
+            let pid = self.pid;
+            if pid == 0 {
+                return Ok(0);
+            }
+            tokio::task::spawn_blocking(move || cgroup::threads(pid))
+                .await
+                .map_err(io::Error::other)
+                .and_then(|r| r)
+                .map_err(|source| BackendError::Threads {
+                    task_id: self.task_id.clone(),
+                    source,
+                })
+        })
+    }
+}
+
+/// Copies the container's output into the service log until it ends.
+async fn pump(mut output: OutputStream, log: File) {
+    while let Some(chunk) = output.next().await {
+        match chunk {
+            Ok(bytes) => {
+                if let Err(error) = (&log).write_all(&bytes) {
+                    tracing::warn!(%error, "cannot append container output to the service log");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "container output interrupted");
+                return;
+            }
+        }
+    }
+}
+
+async fn drain(pump: JoinHandle<()>) {
+    let abort = pump.abort_handle();
+    if tokio::time::timeout(OUTPUT_DRAIN, pump).await.is_err() {
+        tracing::warn!("container output still open after it stopped; no longer copied");
+        abort.abort();
+    }
+}
