@@ -19,7 +19,7 @@ use crate::clients::S3Endpoint;
 /// The env file `scripts/services.sh up` writes.
 pub fn env_file_path() -> PathBuf {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // crates/test-support -> the workspace root.
+    // testing/test-support -> the workspace root.
     let root = crate_dir.ancestors().nth(2).unwrap_or(crate_dir);
     root.join(".services/env")
 }
