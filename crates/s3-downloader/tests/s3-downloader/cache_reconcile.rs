@@ -1,11 +1,11 @@
 //! Reopening the cache: the index is matched against the directory.
 #![allow(clippy::unwrap_used)]
 
-mod fetch_common;
-
-use fetch_common::{Env, MIB, random_bytes, settings};
 use singularity_common::records::S3Artifact;
 use singularity_s3_downloader::cache::{ArtifactCache, INDEX_FILE_NAME, TEMP_PREFIX};
+
+use crate::support::fetch::{Env, MIB, settings};
+use crate::support::random_bytes;
 
 #[tokio::test]
 async fn reopening_drops_missing_adopts_new_and_removes_leftovers() {

@@ -1,14 +1,11 @@
 //! The unix-socket listener, driven by a real HTTP client: downloads, mode 0660, a stale socket
 //! file replaced at start, a live one refused, the socket removed at shutdown.
 
-mod http_support;
-
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_support::{Daemon, Options, mode, random_bytes, request};
 use singularity_artifacts::ExtractLimits;
 use singularity_common::config::S3BaseConfig;
 use singularity_runtime::Shutdown;
@@ -16,6 +13,9 @@ use singularity_s3_downloader::cache::ArtifactCache;
 use singularity_s3_downloader::error::ServeError;
 use singularity_s3_downloader::fetch::{ConfiguredS3Clients, Fetcher};
 use singularity_s3_downloader::server::{Server, ServiceConfig};
+
+use crate::support::http::{self, Daemon, Options, mode, request};
+use crate::support::random_bytes;
 
 fn client(daemon: &Daemon) -> reqwest::Client {
     reqwest::Client::builder()
@@ -38,7 +38,7 @@ async fn requests_over_the_unix_socket() {
 
     let http = client(&daemon);
     let health = http.get("http://localhost/healthz").send().await.unwrap();
-    assert_eq!(http_support::answer(health).await, (200, "ok".to_owned()));
+    assert_eq!(http::answer(health).await, (200, "ok".to_owned()));
 
     let data = random_bytes(2 << 20, 7);
     let md5 = daemon.put("sock/app.jar", &data);
@@ -49,7 +49,7 @@ async fn requests_over_the_unix_socket() {
         .send()
         .await
         .unwrap();
-    assert_eq!(http_support::answer(response).await, (200, String::new()));
+    assert_eq!(http::answer(response).await, (200, String::new()));
     assert_eq!(std::fs::read(target.join("app.jar")).unwrap(), data);
 
     let response = http.get("http://localhost/download").send().await.unwrap();

@@ -2,14 +2,13 @@
 //! and the S3 server stopped for a while.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use singularity_test_support::S3Endpoint;
-use support::{
-    Env, Proxy, ServerProcess, bucket, data, files_in, parts_recorded, server_with_bucket,
+
+use crate::support::{
+    self, Env, Proxy, ServerProcess, bucket, data, files_in, parts_recorded, server_with_bucket,
     wait_until_blocking,
 };
 

@@ -2,13 +2,12 @@
 // Helpers outside #[test] functions panic on setup failures too.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::fs;
 use std::io::Write;
 
-use common::{Work, mode};
 use singularity_artifacts::{ArtifactError, Md5Writer, md5_file, md5_matches, write_embedded};
+
+use crate::support::{Work, mode};
 
 const HELLO_MD5: &str = "5d41402abc4b2a76b9719d911017c592";
 const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";

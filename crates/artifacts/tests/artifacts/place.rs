@@ -2,16 +2,15 @@
 // Helpers outside #[test] functions panic on setup failures too.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::{ArchiveBuilder, Work, listing, mode};
 use singularity_artifacts::{
     ArtifactError, ExtractLimits, PendingFile, PlaceOutcome, Placement, is_tarball, place_artifact,
     place_file,
 };
+
+use crate::support::{ArchiveBuilder, Work, listing, mode};
 
 fn cached(work: &Work, name: &str, content: &[u8]) -> std::path::PathBuf {
     let cache = work.root().join("cache");

@@ -17,8 +17,13 @@ const CHILD_VAR: &str = "SE_RUNTIME_CHILD";
 
 /// `Command` running only the test `name` of this binary as the child.
 fn child(name: &str) -> Command {
+    // The test binary names a test by its path below the crate root: `process::child_notify`.
+    let (_crate, module) = module_path!()
+        .split_once("::")
+        .expect("this file is a module of the test crate");
+    let test = format!("{module}::{name}");
     let mut cmd = Command::new(std::env::current_exe().expect("path of this test binary"));
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
+    cmd.args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_VAR, name)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("RUST_LOG")
@@ -166,8 +171,12 @@ fn child_wait_for_signal() {
 
 #[test]
 fn tracing_json_to_stderr_filtered_by_rust_log() {
+    // This module's events have its path as their target (`runtime::process`).
     let out = child("child_tracing")
-        .env("RUST_LOG", "warn,process=debug,singularity_runtime=info")
+        .env(
+            "RUST_LOG",
+            format!("warn,{}=debug,singularity_runtime=info", module_path!()),
+        )
         .output()
         .unwrap();
     assert_child_ok(&out);

@@ -1,11 +1,10 @@
 //! Graceful shutdown: a download in flight when shutdown is requested still completes and its
 //! request gets 200; new connections are refused from then on.
 
-mod http_support;
-
 use std::time::{Duration, Instant};
 
-use http_support::{Daemon, Options, random_bytes, request};
+use crate::support::http::{self, Daemon, Options, request};
+use crate::support::random_bytes;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_finishes_an_in_flight_download() {
@@ -19,7 +18,7 @@ async fn shutdown_finishes_an_in_flight_download() {
         .post(format!("{}/download", daemon.url))
         .json(&request("big/slow.jar", "slow.jar", Some(&md5), &target))
         .send();
-    let in_flight = tokio::spawn(async move { http_support::answer(send.await.unwrap()).await });
+    let in_flight = tokio::spawn(async move { http::answer(send.await.unwrap()).await });
 
     // Wait until the download has really started reading S3.
     let started = Instant::now();

@@ -1,7 +1,7 @@
 //! Shared pieces of the uploader's tests: a configured environment (temp dirs, config file,
 //! S3 server), the uploader run in-process or as the real binary, a throttling proxy, and
 //! waiting helpers.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};

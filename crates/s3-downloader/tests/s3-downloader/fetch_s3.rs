@@ -2,17 +2,17 @@
 //! and multi-part objects, what the server served.
 #![allow(clippy::unwrap_used)]
 
-mod fetch_common;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fetch_common::{Env, MIB, random_bytes, settings};
 use singularity_common::records::S3Artifact;
 use singularity_s3_downloader::fetch::{
     ConfiguredS3Clients, FetchError, FetchSettings, Fetcher, S3Clients as _,
 };
+
+use crate::support::fetch::{Env, MIB, settings};
+use crate::support::random_bytes;
 
 #[tokio::test]
 async fn miss_then_hit() {

@@ -1,9 +1,8 @@
 //! The cache bound: least recently used entries go first, leased entries stay.
 #![allow(clippy::unwrap_used)]
 
-mod fetch_common;
-
-use fetch_common::{Env, MIB, random_bytes, settings};
+use crate::support::fetch::{Env, MIB, settings};
+use crate::support::random_bytes;
 
 #[tokio::test]
 async fn least_recently_used_entries_are_evicted_and_leased_ones_kept() {

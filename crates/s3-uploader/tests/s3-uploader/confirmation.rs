@@ -4,8 +4,6 @@
 //! real S3-protocol server.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -21,7 +19,8 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use md5::Digest as _;
 use singularity_runtime::StaticCredentials;
 use singularity_s3_uploader::{ConfiguredClients, S3ClientFactory};
-use support::{Env, data, files_in, server_with_bucket, wait_until};
+
+use crate::support::{self, Env, data, files_in, server_with_bucket, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
 

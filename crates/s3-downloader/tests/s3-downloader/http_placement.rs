@@ -1,9 +1,7 @@
 //! Placement safety through the HTTP API: hostile tarballs are refused with nothing left in the
 //! target, and targets outside the allowed roots are refused with 403 before any work.
 
-mod http_support;
-
-use http_support::{Daemon, Options, Tarball, request, tree};
+use crate::support::http::{Daemon, Options, Tarball, request, tree};
 
 /// Uploads `archive`, asks for it in a fresh target, and returns the answer and the target.
 async fn place(daemon: &Daemon, archive: &[u8]) -> (u16, String, std::path::PathBuf) {

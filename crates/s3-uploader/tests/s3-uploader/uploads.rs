@@ -1,14 +1,13 @@
 //! Uploads against a real S3-protocol server (s3s-fs), checked with s5cmd and boto3.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::{Datelike, TimeZone, Timelike};
 use singularity_test_support::S3Server;
-use support::{Env, data, files_in, server_with_bucket, wait_until};
+
+use crate::support::{self, Env, data, files_in, server_with_bucket, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -1,6 +1,5 @@
 //! The daemon's `start` + `serve` (what `run` does) against the in-process S3 server, on an
 //! ephemeral port and a unix socket in the test's own temp dir, driven by reqwest.
-#![allow(dead_code)]
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -247,20 +246,6 @@ pub fn request(key: &str, filename: &str, md5: Option<&str>, target: &Path) -> V
 
 pub fn md5_hex(data: &[u8]) -> String {
     hex::encode(Md5::digest(data))
-}
-
-/// Deterministic bytes that do not compress.
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Every path below `dir`, relative, sorted.

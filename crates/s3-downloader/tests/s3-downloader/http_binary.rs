@@ -1,11 +1,11 @@
 //! The built binary as a subprocess: `--check-config` exit codes, and a real run that serves
 //! on its unix socket and stops with exit 0 on SIGTERM.
 
-mod http_support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::http;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_singularity-s3-downloader");
 
@@ -153,7 +153,7 @@ async fn the_daemon_serves_and_stops_on_sigterm() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(http_support::answer(health).await, (200, "ok".to_owned()));
+    assert_eq!(http::answer(health).await, (200, "ok".to_owned()));
 
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

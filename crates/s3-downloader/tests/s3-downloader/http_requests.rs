@@ -1,10 +1,9 @@
 //! Request validation and routing: malformed bodies and missing fields (400 naming the field),
 //! wrong path (404), wrong method (405), health, and bodies without a Content-Type.
 
-mod http_support;
-
-use http_support::{Daemon, request};
 use serde_json::json;
+
+use crate::support::http::{self, Daemon, request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_json_is_a_400() {
@@ -18,7 +17,7 @@ async fn malformed_json_is_a_400() {
             .send()
             .await
             .unwrap();
-        let (status, text) = http_support::answer(response).await;
+        let (status, text) = http::answer(response).await;
         assert_eq!(status, 400, "{body:?}: {text}");
         assert!(text.starts_with("invalid request body: "), "{text}");
     }
@@ -135,7 +134,7 @@ async fn a_body_without_content_type_is_accepted() {
         .send()
         .await
         .unwrap();
-    let (status, text) = http_support::answer(response).await;
+    let (status, text) = http::answer(response).await;
     assert_eq!((status, text.as_str()), (200, ""));
     assert_eq!(
         std::fs::read(target.join("a.txt")).unwrap(),
@@ -148,7 +147,7 @@ async fn a_body_without_content_type_is_accepted() {
         "targetDirectory": target,
         "s3Artifact": {
             "name": "a", "filename": "a.txt", "md5sum": md5.to_uppercase(),
-            "filesize": 15, "s3Bucket": http_support::BUCKET, "s3ObjectKey": "plain/a.txt",
+            "filesize": 15, "s3Bucket": http::BUCKET, "s3ObjectKey": "plain/a.txt",
             "isArtifactList": false, "somethingNew": 1
         },
         "timeoutMillis": 180000

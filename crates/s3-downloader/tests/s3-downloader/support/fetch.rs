@@ -1,7 +1,7 @@
 //! What the fetch and cache tests share: a real S3-protocol server with one bucket, a cache
 //! directory, and artifacts pointing at objects put there.
-
-#![allow(dead_code)]
+// Helpers outside #[test] functions panic on setup failures too.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -114,18 +114,4 @@ pub fn settings() -> FetchSettings {
         download_timeout: Duration::from_secs(60),
         max_concurrent_downloads: 4,
     }
-}
-
-/// Pseudo-random bytes (xorshift), different for each seed.
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }

@@ -2,13 +2,12 @@
 //! SIGTERM with an upload in flight.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
 use singularity_test_support::S3Server;
-use support::{Env, Proxy, data, files_in, server_with_bucket, wait_until_blocking};
+
+use crate::support::{self, Env, Proxy, data, files_in, server_with_bucket, wait_until_blocking};
 
 const WAIT: Duration = Duration::from_secs(60);
 

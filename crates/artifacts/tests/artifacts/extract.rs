@@ -3,21 +3,21 @@
 // Helpers outside #[test] functions panic on setup failures too.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use common::{
-    ArchiveBuilder, MTIME, Work, listing, listing_seconds, mode, mtime, populate, staging_leftovers,
-};
 use singularity_artifacts::{
     ArtifactError, ExtractLimits, ExtractSummary, extract_tar, extract_tar_gz,
 };
 use tar::EntryType;
+
+use crate::support::{
+    self, ArchiveBuilder, MTIME, Work, listing, listing_seconds, mode, mtime, populate,
+    staging_leftovers,
+};
 
 fn limits() -> ExtractLimits {
     ExtractLimits::default()
@@ -397,12 +397,12 @@ fn tar_bomb_fails_fast_and_leaves_nothing() {
     header.set_size(GIB);
     header.set_mode(0o644);
     header.set_cksum();
-    let zeros = common::gzip(&vec![0u8; 1 << 20]);
-    let mut gz = common::gzip(header.as_bytes());
+    let zeros = support::gzip(&vec![0u8; 1 << 20]);
+    let mut gz = support::gzip(header.as_bytes());
     for _ in 0..GIB >> 20 {
         gz.extend_from_slice(&zeros);
     }
-    gz.extend_from_slice(&common::gzip(&[0u8; 1024]));
+    gz.extend_from_slice(&support::gzip(&[0u8; 1024]));
     assert!(gz.len() < 4 << 20, "compressed size {}", gz.len());
 
     let work = Work::new();

@@ -1,11 +1,10 @@
 //! Downloads through the HTTP API against a real S3-protocol server: cache miss and hit,
 //! tarballs, verification failures, shared downloads, hold timeouts and metrics.
 
-mod http_support;
-
 use std::time::Duration;
 
-use http_support::{Daemon, Options, Tarball, md5_hex, mode, random_bytes, request, tree};
+use crate::support::http::{self, Daemon, Options, Tarball, md5_hex, mode, request, tree};
+use crate::support::random_bytes;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_miss_downloads_and_a_second_request_is_a_hit() {
@@ -145,7 +144,7 @@ async fn a_missing_object_is_a_500_naming_bucket_and_key() {
         .post(&request("no/such/key.jar", "key.jar", None, &target))
         .await;
     assert_eq!(status, 500, "{body}");
-    assert!(body.contains(http_support::BUCKET), "{body}");
+    assert!(body.contains(http::BUCKET), "{body}");
     assert!(body.contains("no/such/key.jar"), "{body}");
     assert!(daemon.cached().is_empty());
     assert!(tree(&target).is_empty());
@@ -176,7 +175,7 @@ async fn post_all(daemon: &Daemon, bodies: Vec<serde_json::Value>) {
             .post(format!("{}/download", daemon.url))
             .json(&body)
             .send();
-        requests.spawn(async move { http_support::answer(send.await.expect("POST")).await });
+        requests.spawn(async move { http::answer(send.await.expect("POST")).await });
     }
     while let Some(answer) = requests.join_next().await {
         let (status, text) = answer.expect("request task");
