@@ -971,17 +971,51 @@ fn process(
     }
 }
 
+/// Why `validateExecutorCall` refuses a call; the messages are the agent's own.
+#[derive(Debug, thiserror::Error)]
+enum InvalidCall {
+    #[error("Expecting 'type' to be present")]
+    MissingType,
+    #[error("Expecting 'subscribe' to be present")]
+    MissingSubscribe,
+    #[error("Expecting 'update' to be present")]
+    MissingUpdate,
+    #[error("Expecting 'message' to be present")]
+    MissingMessage,
+    #[error("Expecting 'uuid' to be present")]
+    MissingUuid,
+    #[error("Not a valid UUID")]
+    InvalidUuid,
+    #[error("ExecutorID in Call: {call} does not match ExecutorID in TaskStatus: {status}")]
+    ExecutorMismatch {
+        call: ExecutorId,
+        status: ExecutorId,
+    },
+    #[error(
+        "Received Call from executor {executor_id} of framework {framework_id} with invalid source, expecting 'SOURCE_EXECUTOR'"
+    )]
+    InvalidSource {
+        executor_id: ExecutorId,
+        framework_id: FrameworkId,
+    },
+    #[error(
+        "Received TASK_STAGING from executor {executor_id} of framework {framework_id} which is not allowed"
+    )]
+    TaskStaging {
+        executor_id: ExecutorId,
+        framework_id: FrameworkId,
+    },
+}
+
 /// `validateExecutorCall`.
-fn validate(incoming: IncomingCall) -> Result<Call, String> {
+fn validate(incoming: IncomingCall) -> Result<Call, InvalidCall> {
     let Some(kind) = incoming.kind else {
-        return Err("Expecting 'type' to be present".into());
+        return Err(InvalidCall::MissingType);
     };
     match kind {
-        CallType::Subscribe if incoming.subscribe.is_none() => {
-            Err("Expecting 'subscribe' to be present".into())
-        }
+        CallType::Subscribe if incoming.subscribe.is_none() => Err(InvalidCall::MissingSubscribe),
         CallType::Update => match &incoming.update {
-            None => Err("Expecting 'update' to be present".into()),
+            None => Err(InvalidCall::MissingUpdate),
             Some(update) => {
                 validate_update(
                     &incoming.executor_id,
@@ -991,9 +1025,7 @@ fn validate(incoming: IncomingCall) -> Result<Call, String> {
                 Ok(incoming.into_call(kind))
             }
         },
-        CallType::Message if incoming.message.is_none() => {
-            Err("Expecting 'message' to be present".into())
-        }
+        CallType::Message if incoming.message.is_none() => Err(InvalidCall::MissingMessage),
         _ => Ok(incoming.into_call(kind)),
     }
 }
@@ -1002,31 +1034,34 @@ fn validate_update(
     executor_id: &ExecutorId,
     framework_id: &FrameworkId,
     status: &TaskStatus,
-) -> Result<(), String> {
+) -> Result<(), InvalidCall> {
     let Some(uuid) = &status.uuid else {
-        return Err("Expecting 'uuid' to be present".into());
+        return Err(InvalidCall::MissingUuid);
     };
     // boost's UUID versions 1..=5 are the known ones; anything else is "unknown".
     let known_version = uuid.len() == 16 && (1..=5).contains(&(uuid[6] >> 4));
     if !known_version {
-        return Err("Not a valid UUID".into());
+        return Err(InvalidCall::InvalidUuid);
     }
     if let Some(status_executor) = &status.executor_id
         && status_executor != executor_id
     {
-        return Err(format!(
-            "ExecutorID in Call: {executor_id} does not match ExecutorID in TaskStatus: {status_executor}"
-        ));
+        return Err(InvalidCall::ExecutorMismatch {
+            call: executor_id.clone(),
+            status: status_executor.clone(),
+        });
     }
     if status.source != Some(Source::SourceExecutor) {
-        return Err(format!(
-            "Received Call from executor {executor_id} of framework {framework_id} with invalid source, expecting 'SOURCE_EXECUTOR'"
-        ));
+        return Err(InvalidCall::InvalidSource {
+            executor_id: executor_id.clone(),
+            framework_id: framework_id.clone(),
+        });
     }
     if status.state == TaskState::TaskStaging {
-        return Err(format!(
-            "Received TASK_STAGING from executor {executor_id} of framework {framework_id} which is not allowed"
-        ));
+        return Err(InvalidCall::TaskStaging {
+            executor_id: executor_id.clone(),
+            framework_id: framework_id.clone(),
+        });
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -27,11 +26,45 @@ use crate::coalesce::Coalesce;
 /// signature scope; clients still need one.
 pub const REGION: &str = "us-east-1";
 
+/// Why an S3-protocol test server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum S3ServerError {
+    /// s3s-fs refused the data directory (`cause` has no `Error` impl, only `Debug`).
+    #[error("open S3 data dir {}: {cause:?}", root.display())]
+    OpenDataDir {
+        /// The data directory.
+        root: PathBuf,
+        /// What s3s-fs reported.
+        cause: s3s_fs::Error,
+    },
+    /// No temp dir for the data.
+    #[error("create S3 data dir: {0}")]
+    CreateDataDir(std::io::Error),
+    /// No socket on a free loopback port.
+    #[error("bind 127.0.0.1:0: {0}")]
+    Bind(std::io::Error),
+    /// The server thread could not be spawned.
+    #[error("spawn the S3 server thread: {0}")]
+    SpawnThread(std::io::Error),
+    /// The server thread ended before saying whether it started.
+    #[error("S3 server thread ended before starting")]
+    ThreadEnded,
+    /// The server thread's tokio runtime, or its listener, could not be set up.
+    #[error("start the S3 server runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
 /// Builds the S3 service over `root` (which must exist), accepting only `access_key` /
 /// `secret_key` signatures.
-pub fn build_service(root: &Path, access_key: &str, secret_key: &str) -> anyhow::Result<S3Service> {
-    let fs = s3s_fs::FileSystem::new(root)
-        .map_err(|err| anyhow::anyhow!("open S3 data dir {}: {err:?}", root.display()))?;
+pub fn build_service(
+    root: &Path,
+    access_key: &str,
+    secret_key: &str,
+) -> Result<S3Service, S3ServerError> {
+    let fs = s3s_fs::FileSystem::new(root).map_err(|cause| S3ServerError::OpenDataDir {
+        root: root.to_owned(),
+        cause,
+    })?;
     let mut builder = S3ServiceBuilder::new(fs);
     builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
     Ok(builder.build())
@@ -39,12 +72,8 @@ pub fn build_service(root: &Path, access_key: &str, secret_key: &str) -> anyhow:
 
 /// Accepts connections on `listener` and serves `service` until `shutdown` resolves, then
 /// gives in-flight requests up to two seconds.
-pub async fn serve(
-    listener: TcpListener,
-    service: S3Service,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    serve_counted(listener, service, Arc::default(), shutdown).await
+pub async fn serve(listener: TcpListener, service: S3Service, shutdown: impl Future<Output = ()>) {
+    serve_counted(listener, service, Arc::default(), shutdown).await;
 }
 
 /// What a server has answered to GET requests, so tests can prove how often an object was
@@ -111,7 +140,7 @@ pub async fn serve_counted(
     service: S3Service,
     counters: Arc<ServedCounters>,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) {
     let http = ConnBuilder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -167,7 +196,6 @@ pub async fn serve_counted(
             tracing::debug!("connections still open after 2 s; dropping them");
         }
     }
-    Ok(())
 }
 
 /// An S3-protocol server for one test: s3s-fs over a fresh temp dir, SigV4 with a generated
@@ -196,17 +224,17 @@ impl S3Server {
     pub fn start() -> Self {
         match Self::try_start() {
             Ok(server) => server,
-            Err(err) => panic!("start the in-process S3 server: {err:#}"),
+            Err(err) => panic!("start the in-process S3 server: {err}"),
         }
     }
 
     /// Starts a server. The socket is bound before this returns, so requests made right
     /// after it are queued, not refused.
-    pub fn try_start() -> anyhow::Result<Self> {
+    pub fn try_start() -> Result<Self, S3ServerError> {
         let data_dir = tempfile::Builder::new()
             .prefix("se-test-s3-")
             .tempdir()
-            .context("create S3 data dir")?;
+            .map_err(S3ServerError::CreateDataDir)?;
         let id = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
         let access_key = format!("AKIATEST{}", &id[..12]);
         let secret_key = format!(
@@ -216,9 +244,11 @@ impl S3Server {
         );
         let service = build_service(data_dir.path(), &access_key, &secret_key)?;
 
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(S3ServerError::Bind)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(S3ServerError::Bind)?;
+        let addr = listener.local_addr().map_err(S3ServerError::Bind)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = Arc::new(ServedCounters::default());
         let served_by_thread = Arc::clone(&served);
@@ -240,29 +270,28 @@ impl S3Server {
                         return;
                     }
                 };
-                let result = runtime.block_on(async move {
-                    let listener = TcpListener::from_std(listener);
-                    let ok = listener
-                        .as_ref()
-                        .map(|_| ())
-                        .map_err(|e| std::io::Error::new(e.kind(), e.to_string()));
-                    let _ = started.send(ok);
-                    serve_counted(listener?, service, served_by_thread, async {
+                runtime.block_on(async move {
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(err) => {
+                            let _ = started.send(Err(err));
+                            return;
+                        }
+                    };
+                    let _ = started.send(Ok(()));
+                    serve_counted(listener, service, served_by_thread, async {
                         let _ = stopped.await;
                     })
-                    .await
+                    .await;
                 });
-                if let Err(err) = result {
-                    tracing::error!("test S3 server failed: {err:#}");
-                }
                 // Blocking file reads still in flight must not hold up the test.
                 runtime.shutdown_timeout(Duration::from_millis(500));
             })
-            .context("spawn the S3 server thread")?;
+            .map_err(S3ServerError::SpawnThread)?;
         start_result
             .recv()
-            .context("S3 server thread ended before starting")?
-            .context("start the S3 server runtime")?;
+            .map_err(|_| S3ServerError::ThreadEnded)?
+            .map_err(S3ServerError::Runtime)?;
 
         Ok(Self {
             s3: S3Endpoint {

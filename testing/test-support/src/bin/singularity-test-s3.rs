@@ -57,6 +57,7 @@ fn main() -> anyhow::Result<()> {
                 _ = int.recv() => {}
             }
         })
-        .await
+        .await;
+        Ok(())
     })
 }
