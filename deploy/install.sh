@@ -3,11 +3,12 @@
 #
 #   deploy/install.sh [--prefix /usr/local] [--no-build]
 #
-# Builds the release binaries (unless --no-build), copies every daemon binary that exists to
-# PREFIX/bin, the unit files from systemd/ to /etc/systemd/system, the cron entry from deploy/
-# to /etc/cron.d, and the example YAML configuration to /etc only where no configuration of that
-# class exists yet in any format, so an existing Singularity agent keeps its files. Nothing is
-# started: run `singularity-<daemon> --check-config`, then enable the units.
+# Builds the release binaries of the product crates (unless --no-build), copies the daemon
+# binaries to PREFIX/bin, the unit files from systemd/ to /etc/systemd/system, and the example
+# YAML configuration of each class those daemons read to /etc only where no configuration of
+# that class exists yet in any format, so an existing Singularity agent keeps its files.
+# Nothing from testing/ (the fake Mesos agent, the S3 test server) is built or installed.
+# Nothing is started: run `singularity-<daemon> --check-config`, then enable the units.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,39 +22,41 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-daemons=(singularity-executor singularity-executor-cleanup singularity-s3-uploader singularity-s3-downloader)
+# Each daemon is the binary of the package of the same name.
+daemons=(singularity-executor singularity-s3-uploader singularity-s3-downloader)
+# The configuration classes they read (config/yaml/<class>.yaml).
+classes=(singularity.base singularity.executor singularity.s3base singularity.s3uploader
+    singularity.s3downloader)
 
 if [ "$build" = 1 ]; then
-    cargo build --release --bins
+    packages=()
+    for d in "${daemons[@]}"; do packages+=(-p "$d"); done
+    cargo build --release --bins "${packages[@]}"
 fi
 
-install -d "$prefix/bin"
 for d in "${daemons[@]}"; do
-    if [ -x "target/release/$d" ]; then
-        install -m 0755 "target/release/$d" "$prefix/bin/$d"
-        echo "installed $prefix/bin/$d"
+    if [ ! -x "target/release/$d" ]; then
+        echo "target/release/$d is missing: run without --no-build" >&2
+        exit 1
     fi
 done
 
+install -d "$prefix/bin"
+for d in "${daemons[@]}"; do
+    install -m 0755 "target/release/$d" "$prefix/bin/$d"
+    echo "installed $prefix/bin/$d"
+done
+
 if [ -d /etc/systemd/system ]; then
-    for unit in systemd/*.service systemd/*.timer; do
-        [ -e "$unit" ] || continue
+    for unit in systemd/*.service; do
         sed "s#/usr/local/bin/#$prefix/bin/#g" "$unit" >"/etc/systemd/system/$(basename "$unit")"
         echo "installed /etc/systemd/system/$(basename "$unit")"
     done
 fi
 
-if [ -d /etc/cron.d ]; then
-    for cron in deploy/cron.d/*; do
-        [ -e "$cron" ] || continue
-        install -m 0644 "$cron" "/etc/cron.d/$(basename "$cron")"
-        echo "installed /etc/cron.d/$(basename "$cron")"
-    done
-fi
-
-for example in config/yaml/singularity.*.yaml; do
-    name=$(basename "$example" .yaml)
-    [ "$name" = singularity ] && continue   # the consolidated example is for --config only
+# The consolidated example config/yaml/singularity.yaml is for --config only.
+for name in "${classes[@]}"; do
+    example="config/yaml/$name.yaml"
     if ls "/etc/$name".{properties,yaml,toml} >/dev/null 2>&1; then
         echo "kept existing /etc/$name.*"
     else

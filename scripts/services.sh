@@ -9,7 +9,7 @@
 # Services: dockerd on unix:///var/run/docker.sock with the image local/busybox:1, podman's
 # Docker-compatible service on unix:///run/podman/podman.sock with the same image,
 # docker-registry on 127.0.0.1:5000 holding test/busybox:1, and the S3 test server
-# (crates/test-support, bin singularity-test-s3) on 127.0.0.1:9000. State, logs and pid files
+# (testing/test-support, bin singularity-test-s3) on 127.0.0.1:9000. State, logs and pid files
 # live in .services/ at the repository root. See docs/testing.md.
 #
 # Environment: SINGULARITY_TEST_S3_ADDR (default 127.0.0.1:9000),
@@ -388,7 +388,7 @@ start_s3() {
 
 write_env() {
     cat >"$ENV_FILE.tmp" <<EOF
-# Written by scripts/services.sh up. Source it, or let crates/test-support read it.
+# Written by scripts/services.sh up. Source it, or let testing/test-support read it.
 export DOCKER_HOST='$DOCKER_HOST'
 export SINGULARITY_TEST_PODMAN_HOST='unix://$PODMAN_SOCK'
 export SINGULARITY_TEST_IMAGE='$IMAGE'
