@@ -13,7 +13,7 @@ use singularity_common::config::{S3BaseConfig, Secret};
 pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// Access key pair given in configuration.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct StaticCredentials {
     /// Access key id.
     pub access_key: String,

@@ -30,7 +30,6 @@
 
 mod clients;
 mod engine;
-mod retry;
 mod s3;
 
 use std::collections::HashMap;
@@ -41,12 +40,12 @@ use std::time::{Duration, Instant};
 
 use singularity_common::naming::artifact_cache_name;
 use singularity_common::records::S3Artifact;
+use singularity_runtime::Backoff;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
-pub use self::clients::{ConfiguredS3Clients, S3Clients};
+pub use self::clients::{S3Clients, configured_s3_clients};
 use self::engine::{EngineConfig, EngineError, Output, PartBudget, Transfer};
-use self::retry::RetryPolicy;
 use self::s3::S3Object;
 use crate::cache::{ArtifactCache, CacheError, CacheStats, Lease, TEMP_PREFIX};
 
@@ -60,14 +59,20 @@ pub struct FetchSettings {
     pub part_concurrency: usize,
     /// Deadline of one attempt of one part (its request and its body).
     pub part_timeout: Duration,
-    /// Retries of a part after its first attempt, with exponential backoff and jitter.
-    pub part_retries: u32,
+    /// Attempts of a part in all, the first one included, with exponential backoff and
+    /// jitter between them (`s3ChunkRetries` + 1).
+    pub part_attempts: u32,
     /// Deadline of a whole download, from the moment it may start (waiting for one of the
     /// `max_concurrent_downloads` slots does not count).
     pub download_timeout: Duration,
     /// Downloads running at once (at least 1); more wait for a slot.
     pub max_concurrent_downloads: usize,
 }
+
+/// Wait before the first retry of a part, before jitter.
+const PART_RETRY_BASE: Duration = Duration::from_millis(200);
+/// Longest wait between two attempts of a part.
+const PART_RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl FetchSettings {
     /// Default part size: 2 MiB.
@@ -86,7 +91,7 @@ impl Default for FetchSettings {
             part_size: Self::DEFAULT_PART_SIZE,
             part_concurrency: Self::DEFAULT_PART_CONCURRENCY,
             part_timeout: Duration::from_secs(30),
-            part_retries: 3,
+            part_attempts: 4,
             download_timeout: Duration::from_secs(120),
             max_concurrent_downloads: 5,
         }
@@ -704,7 +709,11 @@ impl Shared {
             part_size: self.settings.part_size.max(1),
             part_concurrency: self.settings.part_concurrency.max(1),
             part_timeout: self.settings.part_timeout,
-            retry: RetryPolicy::with_retries(self.settings.part_retries),
+            retry: Backoff {
+                attempts: self.settings.part_attempts,
+                base: PART_RETRY_BASE,
+                max: PART_RETRY_MAX,
+            },
             // Only a download without an md5 is fsynced before anyone may use it.
             write_behind: wanted.md5.is_none(),
         }
@@ -719,7 +728,7 @@ impl Shared {
         mirror: Option<Arc<std::fs::File>>,
     ) -> Result<(Lease, Transfer), FetchError> {
         let source = Arc::new(S3Object {
-            client: self.clients.client_for(&wanted.bucket),
+            client: self.clients.client_for(&wanted.bucket).await,
             bucket: wanted.bucket.clone(),
             key: wanted.key.clone(),
         });

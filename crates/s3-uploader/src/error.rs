@@ -2,14 +2,17 @@
 
 use std::path::PathBuf;
 
-use singularity_common::exit;
+use singularity_common::exit::{self, ExitStatus};
 
 /// Why [`crate::run`] could not start or keep running.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The configuration lacks a class the uploader needs.
-    #[error("the configuration was loaded without the {0} class")]
-    ClassMissing(&'static str),
+    #[error("the configuration was loaded without the {class} class")]
+    ClassMissing {
+        /// The class (`s3`, `s3uploader`).
+        class: &'static str,
+    },
     /// The ledger could not be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -31,11 +34,11 @@ pub enum RunError {
     },
 }
 
-impl RunError {
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> u8 {
+impl ExitStatus for RunError {
+    /// 78 when a configuration class is missing, 1 otherwise.
+    fn exit_code(&self) -> u8 {
         match self {
-            Self::ClassMissing(_) => exit::CONFIG,
+            Self::ClassMissing { .. } => exit::CONFIG,
             _ => exit::FAILURE,
         }
     }

@@ -940,7 +940,7 @@ struct PartSender {
     key: String,
     upload_id: String,
     timeout: Duration,
-    retry: crate::backoff::Backoff,
+    retry: singularity_runtime::Backoff,
 }
 
 impl PartSender {

@@ -43,7 +43,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 
-use super::retry::RetryPolicy;
+use singularity_runtime::Backoff;
 
 /// Bytes gathered from a response before they are written with one blocking call and
 /// handed to the hasher in one message.
@@ -165,7 +165,7 @@ pub(crate) struct EngineConfig {
     pub part_size: u64,
     pub part_concurrency: usize,
     pub part_timeout: Duration,
-    pub retry: RetryPolicy,
+    pub retry: Backoff,
     /// Start writeback of each batch as soon as it is written, for a transfer that is
     /// fsynced as soon as it ends.
     pub write_behind: bool,
@@ -391,7 +391,7 @@ impl<S: PartSource> Ctx<S> {
                 AttemptError::Source(e) => e.kind == SourceErrorKind::Transient,
                 AttemptError::Fatal(_) => false,
             };
-            if !retryable || retry >= self.config.retry.retries {
+            if !retryable || self.config.retry.gives_up_after(retry + 1) {
                 return Err(self.final_error(what, retry + 1, error));
             }
             let delay = self.config.retry.delay(retry);
