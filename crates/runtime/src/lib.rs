@@ -12,6 +12,8 @@
 //! - [`build_s3_client`]: an `aws_sdk_s3::Client` from [`S3ClientOptions`] (static keys or the
 //!   AWS default credential chain, custom endpoint, path-style, timeouts); [`S3ClientMap`]: one
 //!   client per key pair, for buckets as the configuration assigns keys or for given keys.
+//! - [`MetricsRegistry`], [`metrics_response`], [`serve_metrics`]: Prometheus / OpenMetrics
+//!   text on `/metrics`; the metric names stay in each daemon.
 //! - [`open_sqlite`]: a SQLite pool in WAL mode with foreign keys on, migrations applied.
 //!
 //! It reads only the environment (`RUST_LOG`, `NOTIFY_SOCKET`, `JOURNAL_STREAM`, the AWS
@@ -19,6 +21,7 @@
 //! Configuration structs stay in `singularity-common`; callers map them to these options.
 
 mod daemon;
+mod metrics;
 mod notify;
 mod retry;
 mod s3;
@@ -29,6 +32,9 @@ mod startup;
 mod telemetry;
 
 pub use daemon::{SHUTDOWN_GRACE, error_chain, invalid_config, run_daemon};
+pub use metrics::{
+    METRICS_CONTENT_TYPE, MetricsRegistry, gauge_value, metrics_response, serve_metrics,
+};
 pub use notify::{NotifyError, notify_ready, notify_status, notify_stopping};
 pub use retry::Backoff;
 pub use s3::{DEFAULT_REGION, S3ClientOptions, StaticCredentials, build_s3_client};

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -40,7 +40,7 @@ use tracing::Instrument as _;
 
 use crate::error::{ApiError, BodyError, ServeError};
 use crate::fetch::{CachedArtifact, Fetcher};
-use crate::metrics::{self, Metrics, Snapshot};
+use crate::metrics::{Metrics, Snapshot};
 
 /// Mode of the unix socket: the owner and group may connect.
 pub const SOCKET_MODE: u32 = 0o660;
@@ -377,7 +377,7 @@ async fn metrics_text(State(state): State<SharedState>) -> Response {
         cache_entries: stats.entries,
         active_downloads: u64::try_from(state.fetcher.active_downloads()).unwrap_or(u64::MAX),
     });
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+    singularity_runtime::metrics_response(text)
 }
 
 async fn not_found(request: Request) -> ApiError {
