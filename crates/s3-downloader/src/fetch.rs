@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use singularity_artifacts::cache_dir::{self, CacheFileError};
 use singularity_common::naming::artifact_cache_name;
 use singularity_common::records::S3Artifact;
 use singularity_runtime::Backoff;
@@ -732,7 +733,10 @@ impl Shared {
             bucket: wanted.bucket.clone(),
             key: wanted.key.clone(),
         });
-        let (file, temp) = self.cache.temp_file().map_err(|e| wanted.cache_error(e))?;
+        let (file, temp) = self
+            .cache
+            .temp_file(&wanted.cache_name)
+            .map_err(|e| wanted.cache_error(e))?;
         let file = Arc::new(file);
         let transfer = engine::download(
             source,
@@ -757,16 +761,18 @@ impl Shared {
                 actual: transfer.md5,
             });
         }
-        let dest = self.cache.dir().join(&wanted.cache_name);
+        let dir = self.cache.dir().to_owned();
+        let name = wanted.cache_name.clone();
+        let adopt_error =
+            |e: CacheFileError| wanted.io_error("rename a download to", e.path, e.source);
         if wanted.md5.is_some() {
             // Named by its md5, so a hit whose md5 the index does not vouch for hashes the
             // file first: the entry can be used at once and made durable afterwards, off the
             // requests' path (see the cache's docs on durability).
-            let path = dest.clone();
-            tokio::task::spawn_blocking(move || temp.persist(&dest).map_err(|e| e.error))
+            let path = tokio::task::spawn_blocking(move || cache_dir::adopt(temp, &dir, &name))
                 .await
                 .map_err(|e| wanted.internal(format!("rename task: {e}")))?
-                .map_err(|e| wanted.io_error("rename a download to", path.clone(), e))?;
+                .map_err(adopt_error)?;
             let (lease, unsynced) = self
                 .cache
                 .insert_unsynced(&wanted.cache_name, transfer.md5.clone())
@@ -806,8 +812,8 @@ impl Shared {
             file.sync_all()
                 .map_err(|e| ("fsync", temp.to_path_buf(), e))?;
             let synced = syncing.elapsed();
-            temp.persist(&dest)
-                .map_err(|e| ("rename a download to", dest.clone(), e.error))?;
+            cache_dir::adopt(temp, &dir, &name)
+                .map_err(|e| ("rename a download to", e.path, e.source))?;
             Ok::<_, (&'static str, PathBuf, std::io::Error)>(synced)
         })
         .await
