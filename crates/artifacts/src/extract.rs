@@ -314,8 +314,8 @@ impl Extraction<'_> {
             EntryType::Fifo => return Err(self.unsupported(name, "fifo")),
             _ => return Err(self.unsupported(name, "unknown type")),
         };
-        let rel =
-            relative_entry_path(&raw_path).map_err(|reason| self.unsafe_entry(&name, reason))?;
+        let rel = relative_entry_path(&raw_path)
+            .map_err(|reason| self.unsafe_entry(&name, reason.to_string()))?;
         if rel.as_os_str().is_empty() {
             if kind == Kind::Dir {
                 // `./`: the target directory itself. Its mode and owner are the executor's
@@ -585,7 +585,7 @@ impl Extraction<'_> {
             .unwrap_or_default();
         let mut pending = VecDeque::new();
         self.expand(target, &mut stack, &mut pending)
-            .map_err(&refuse)?;
+            .map_err(|reason| refuse(reason.to_string()))?;
         let mut hops = 0;
         while let Some(step) = pending.pop_front() {
             match step {
@@ -623,14 +623,14 @@ impl Extraction<'_> {
         target: &Path,
         stack: &mut Vec<OsString>,
         pending: &mut VecDeque<Step>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PathRefusal> {
         let relative = if target.is_absolute() {
             let inside = self
                 .absolute_roots()
                 .iter()
                 .find_map(|root| target.strip_prefix(root).ok().map(Path::to_path_buf));
             let Some(inside) = inside else {
-                return Err("is an absolute path outside the target directory".into());
+                return Err(PathRefusal::AbsoluteOutside);
             };
             stack.clear();
             inside
@@ -884,17 +884,31 @@ fn lstat(path: &Path) -> Result<Option<Metadata>, ArtifactError> {
     }
 }
 
+/// Why a path in an archive (an entry's, or a link's target) cannot be followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum PathRefusal {
+    /// A `..` component in an entry path.
+    #[error("contains a `..` component")]
+    ParentDir,
+    /// An absolute entry path.
+    #[error("is an absolute path")]
+    Absolute,
+    /// An absolute link target not under the target directory.
+    #[error("is an absolute path outside the target directory")]
+    AbsoluteOutside,
+}
+
 /// The entry's path relative to the target directory, with `.` components dropped; empty for
 /// the directory itself. Absolute paths and `..` components are refused.
-fn relative_entry_path(raw: &[u8]) -> Result<PathBuf, String> {
+fn relative_entry_path(raw: &[u8]) -> Result<PathBuf, PathRefusal> {
     let path = Path::new(OsStr::from_bytes(raw));
     let mut rel = PathBuf::new();
     for component in path.components() {
         match component {
             Component::Normal(name) => rel.push(name),
             Component::CurDir => {}
-            Component::ParentDir => return Err("contains a `..` component".into()),
-            Component::RootDir | Component::Prefix(_) => return Err("is an absolute path".into()),
+            Component::ParentDir => return Err(PathRefusal::ParentDir),
+            Component::RootDir | Component::Prefix(_) => return Err(PathRefusal::Absolute),
         }
     }
     Ok(rel)

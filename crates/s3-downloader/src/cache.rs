@@ -187,7 +187,10 @@ struct Entry {
 #[derive(Debug)]
 enum IndexWrite {
     Upsert(Row),
-    Delete(String),
+    /// Forget the entry of this file name.
+    Delete {
+        name: String,
+    },
     Flush(oneshot::Sender<()>),
 }
 
@@ -607,7 +610,9 @@ impl Inner {
             && let Some(old) = state.entries.remove(name)
         {
             state.bytes -= old.size;
-            self.write(IndexWrite::Delete(name.to_owned()));
+            self.write(IndexWrite::Delete {
+                name: name.to_owned(),
+            });
         }
     }
 
@@ -720,7 +725,7 @@ impl Inner {
                 state.bytes -= old.size;
                 tracing::info!(name, size = old.size, "evicted from the artifact cache");
             }
-            self.write(IndexWrite::Delete(name));
+            self.write(IndexWrite::Delete { name });
         }
     }
 }
@@ -918,7 +923,7 @@ async fn apply_writes(
     while let Some(write) = queue.recv().await {
         let result = match write {
             IndexWrite::Upsert(row) => upsert(&pool, &row).await,
-            IndexWrite::Delete(name) => sqlx::query("DELETE FROM cache_entries WHERE name = ?")
+            IndexWrite::Delete { name } => sqlx::query("DELETE FROM cache_entries WHERE name = ?")
                 .bind(&name)
                 .execute(&pool)
                 .await

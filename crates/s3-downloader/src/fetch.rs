@@ -170,14 +170,14 @@ pub enum FetchError {
         message: String,
     },
     /// The object changed while it was being downloaded (its size or ETag).
-    #[error("s3://{bucket}/{key} changed during the download: {detail}")]
+    #[error("s3://{bucket}/{key} changed during the download: {change}")]
     Changed {
         /// The bucket.
         bucket: String,
         /// The key.
         key: String,
         /// What changed.
-        detail: String,
+        change: Change,
     },
     /// A file operation in the cache directory failed.
     #[error("s3://{bucket}/{key}: {what} {}: {source}", path.display())]
@@ -204,14 +204,80 @@ pub enum FetchError {
         source: CacheError,
     },
     /// A task of the download died (a bug).
-    #[error("s3://{bucket}/{key}: {detail}")]
+    #[error("s3://{bucket}/{key}: {source}")]
     Internal {
         /// The bucket.
         bucket: String,
         /// The key.
         key: String,
         /// What happened.
-        detail: String,
+        source: InternalError,
+    },
+}
+
+/// A part of the downloader that should not fail did (a panic, a channel closed early).
+/// Cloneable, like [`FetchError`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InternalError {
+    /// A task died.
+    #[error("{task}: {source}")]
+    Task {
+        /// Which (`part task`, `hasher`, `rename task`...).
+        task: &'static str,
+        /// How it ended.
+        source: Arc<tokio::task::JoinError>,
+    },
+    /// The task running a download ended without a result.
+    #[error("the download task died")]
+    DownloadTaskDied,
+    /// The semaphore of download slots was closed.
+    #[error("the download slots are closed")]
+    SlotsClosed,
+    /// The semaphore of part buffers was closed.
+    #[error("the part budget is closed")]
+    BudgetClosed,
+    /// The object has more parts than this platform can count.
+    #[error("{total} bytes is too many parts")]
+    TooManyParts {
+        /// The object's size.
+        total: u64,
+    },
+    /// The hasher stopped taking parts before the transfer ended.
+    #[error("the hasher stopped early")]
+    HasherStoppedEarly,
+    /// The hasher ended without hashing every part.
+    #[error("the hasher stopped before the last part")]
+    HasherIncomplete,
+}
+
+impl InternalError {
+    /// A task that died.
+    pub(crate) fn task(task: &'static str, source: tokio::task::JoinError) -> Self {
+        Self::Task {
+            task,
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// How an object changed while it was being downloaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Change {
+    /// Its size.
+    #[error("size {before} became {after}")]
+    Size {
+        /// The size first seen.
+        before: u64,
+        /// The size seen later.
+        after: u64,
+    },
+    /// Its ETag.
+    #[error("ETag {before} became {after}")]
+    Etag {
+        /// The ETag first seen.
+        before: String,
+        /// The ETag seen later.
+        after: String,
     },
 }
 
@@ -375,11 +441,11 @@ impl Wanted {
         })
     }
 
-    fn internal(&self, detail: impl Into<String>) -> FetchError {
+    fn internal(&self, source: InternalError) -> FetchError {
         FetchError::Internal {
             bucket: self.bucket.clone(),
             key: self.key.clone(),
-            detail: detail.into(),
+            source,
         }
     }
 
@@ -411,10 +477,10 @@ impl Wanted {
                 expected,
                 actual,
             },
-            EngineError::Changed(detail) => FetchError::Changed {
+            EngineError::Changed(change) => FetchError::Changed {
                 bucket,
                 key,
-                detail,
+                change,
             },
             EngineError::Timeout {
                 what,
@@ -440,10 +506,10 @@ impl Wanted {
                 },
             },
             EngineError::Write(source) => self.io_error("write", temp.to_owned(), source),
-            EngineError::Internal(detail) => FetchError::Internal {
+            EngineError::Internal(source) => FetchError::Internal {
                 bucket,
                 key,
-                detail,
+                source,
             },
         }
     }
@@ -521,7 +587,8 @@ impl Fetcher {
             Ok(result) => result.clone(),
             Err(_) => None,
         };
-        let landed = landed.unwrap_or_else(|| Err(wanted.internal("the download task died")))?;
+        let landed =
+            landed.unwrap_or_else(|| Err(wanted.internal(InternalError::DownloadTaskDied)))?;
         let (bytes_from_s3, download_duration) = match landed.download {
             Some((bytes, took)) if started_here => (bytes, Some(took)),
             _ => (0, None),
@@ -651,7 +718,7 @@ impl Shared {
             .slots
             .acquire()
             .await
-            .map_err(|_| wanted.internal("the download slots are closed"))?;
+            .map_err(|_| wanted.internal(InternalError::SlotsClosed))?;
         // Another flight for the same file (with a different expected size) may have landed
         // while this one waited.
         if let Some(hit) = self.lookup(wanted).await? {
@@ -771,7 +838,7 @@ impl Shared {
             // requests' path (see the cache's docs on durability).
             let path = tokio::task::spawn_blocking(move || cache_dir::adopt(temp, &dir, &name))
                 .await
-                .map_err(|e| wanted.internal(format!("rename task: {e}")))?
+                .map_err(|e| wanted.internal(InternalError::task("rename task", e)))?
                 .map_err(adopt_error)?;
             let (lease, unsynced) = self
                 .cache
@@ -817,7 +884,7 @@ impl Shared {
             Ok::<_, (&'static str, PathBuf, std::io::Error)>(synced)
         })
         .await
-        .map_err(|e| wanted.internal(format!("fsync task: {e}")))?;
+        .map_err(|e| wanted.internal(InternalError::task("fsync task", e)))?;
         let synced = landed.map_err(|(what, path, e)| wanted.io_error(what, path, e))?;
         tracing::debug!(
             key = %wanted.key,

@@ -60,12 +60,20 @@ pub enum LedgerError {
     },
     /// The transaction holding a write could not begin or commit: the write may not have been
     /// made.
-    #[error("ledger: {what}: {message}")]
+    #[error("ledger: {what}: {step}: {source}")]
     Batch {
         /// What was being done.
         what: &'static str,
-        /// Why the transaction failed.
-        message: String,
+        /// The step of the transaction that failed (`begin a transaction`, `commit`).
+        step: &'static str,
+        /// Why (shared by every write of the batch).
+        source: std::sync::Arc<sqlx::Error>,
+    },
+    /// An insert answered no row id.
+    #[error("ledger: {what}: no row id answered")]
+    NoRowId {
+        /// What was being done.
+        what: &'static str,
     },
     /// The ledger was closed before the write could be made.
     #[error("ledger: {what}: the ledger is closed")]

@@ -381,8 +381,8 @@ impl UploadContext {
         };
         let etag_is_md5 = options.encryption.etag_is_md5();
         let (etag, confirmed) = match plan::check_put_answer(etag.as_deref(), &md5, etag_is_md5) {
-            PutAnswer::Confirmed(etag) => (etag, true),
-            PutAnswer::Unconfirmed(etag) => (etag, false),
+            PutAnswer::Confirmed { etag } => (etag, true),
+            PutAnswer::Unconfirmed { etag } => (etag, false),
             // The bytes read for the MD5 are not the bytes S3 received: the file changed.
             PutAnswer::Mismatch { .. } => {
                 return self.changed_during_upload(client, job, row).await;

@@ -622,7 +622,9 @@ async fn responses_are_checked() {
         .await
         .result
     {
-        Err(EngineError::Changed(detail)) => assert!(detail.contains("ETag"), "{detail}"),
+        Err(EngineError::Changed(change)) => {
+            assert!(change.to_string().contains("ETag"), "{change}")
+        }
         other => panic!("{other:?}"),
     }
 }
