@@ -17,7 +17,8 @@
 //! - [`open_sqlite`]: a SQLite pool in WAL mode with foreign keys on, migrations applied.
 //!
 //! It reads only the environment (`RUST_LOG`, `NOTIFY_SOCKET`, `JOURNAL_STREAM`, the AWS
-//! variables and profile files) and writes only the SQLite database it is asked to open.
+//! variables and profile files), writes only the SQLite database it is asked to open, and
+//! listens only on the metrics listener it is given.
 //! Configuration structs stay in `singularity-common`; callers map them to these options.
 
 mod daemon;

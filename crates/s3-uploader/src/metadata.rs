@@ -47,6 +47,37 @@ pub enum MetadataProblem {
     Gcs,
 }
 
+/// Problems are equal when they say the same: parser errors compare by their message.
+impl PartialEq for MetadataProblem {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Unreadable { source: a }, Self::Unreadable { source: b }) => {
+                a.to_string() == b.to_string()
+            }
+            (Self::Unusable { source: a }, Self::Unusable { source: b }) => {
+                a.to_string() == b.to_string()
+            }
+            (Self::EmptyField(a), Self::EmptyField(b)) => a == b,
+            (
+                Self::BadGlob {
+                    field: f1,
+                    glob: g1,
+                    kind: k1,
+                },
+                Self::BadGlob {
+                    field: f2,
+                    glob: g2,
+                    kind: k2,
+                },
+            ) => f1 == f2 && g1 == g2 && k1 == k2,
+            (Self::Gcs, Self::Gcs) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for MetadataProblem {}
+
 /// Size, modification time and inode of a file: a change of any means "read it again".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileStamp {

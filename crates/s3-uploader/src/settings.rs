@@ -283,6 +283,16 @@ mod tests {
         );
     }
 
+    fn settings_of(uploader: &S3UploaderConfig) -> Settings {
+        Settings::new(
+            "/m".into(),
+            ".s3.json".into(),
+            "h".into(),
+            &S3BaseConfig::default(),
+            uploader,
+        )
+    }
+
     #[test]
     fn settings_follow_the_java_keys() {
         let uploader = S3UploaderConfig {
@@ -293,13 +303,7 @@ mod tests {
             metrics_http_port: Some(0),
             ..S3UploaderConfig::default()
         };
-        let settings = Settings::new(
-            "/m".into(),
-            ".s3.json".into(),
-            "h".into(),
-            &S3BaseConfig::default(),
-            &uploader,
-        );
+        let settings = settings_of(&uploader);
         assert_eq!(settings.request_retry.attempts, 1);
         assert_eq!(settings.request_retry.base, Duration::from_millis(500));
         assert_eq!(settings.file_retry.max, Duration::from_secs(300));
@@ -318,13 +322,7 @@ mod tests {
                 retry_count,
                 ..S3UploaderConfig::default()
             };
-            let settings = Settings::new(
-                "/m".into(),
-                ".s3.json".into(),
-                "h".into(),
-                &S3BaseConfig::default(),
-                &uploader,
-            );
+            let settings = settings_of(&uploader);
             assert_eq!(settings.request_retry.attempts, attempts, "{retry_count}");
             assert!(!settings.request_retry.gives_up_after(attempts - 1));
             assert!(settings.request_retry.gives_up_after(attempts));
