@@ -35,7 +35,7 @@ pub enum ApiError {
         /// As the request gave it.
         path: PathBuf,
         /// Why it is refused.
-        reason: String,
+        reason: TargetRefusal,
     },
 
     /// No route for this path.
@@ -79,6 +79,41 @@ pub enum ApiError {
     /// The placement task ended without publishing a result.
     #[error("placing the artifact failed: the placement task ended without a result")]
     PlacementLost,
+}
+
+/// Why a `targetDirectory` is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetRefusal {
+    /// A relative path.
+    #[error("must be an absolute path")]
+    Relative,
+    /// Its existing part could not be canonicalised.
+    #[error("cannot be resolved: {source}")]
+    Unresolvable {
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not strictly below any allowed root.
+    #[error(
+        "is not below an allowed directory ({}){}",
+        display_paths(roots),
+        resolves_to.as_ref().map(|p| format!(" (it resolves to {})", p.display())).unwrap_or_default()
+    )]
+    NotBelowRoot {
+        /// `allowedTargetDirectories`.
+        roots: Vec<PathBuf>,
+        /// Where the path leads once `..` and symlinks are resolved, when that differs from
+        /// the path as given.
+        resolves_to: Option<PathBuf>,
+    },
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why a request body is not an `ArtifactDownloadRequest`. Its message names the field at

@@ -113,7 +113,7 @@ pub enum FetchError {
         /// The field at fault, as a JSON path (`s3Artifact.md5sum`).
         field: &'static str,
         /// What is wrong with it.
-        reason: String,
+        reason: &'static str,
     },
     /// No such object (or no such bucket).
     #[error("s3://{bucket}/{key} does not exist")]
@@ -385,11 +385,11 @@ struct Wanted {
 
 impl Wanted {
     fn of(artifact: &S3Artifact) -> Result<Self, FetchError> {
-        let invalid = |field: &'static str, reason: &str| FetchError::Invalid {
+        let invalid = |field: &'static str, reason: &'static str| FetchError::Invalid {
             bucket: artifact.s3_bucket.clone(),
             key: artifact.s3_object_key.clone(),
             field,
-            reason: reason.to_owned(),
+            reason,
         };
         if artifact.s3_bucket.is_empty() {
             return Err(invalid("s3Artifact.s3Bucket", "is empty"));

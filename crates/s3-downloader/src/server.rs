@@ -38,7 +38,7 @@ use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::error::{ApiError, BodyError, ServeError};
+use crate::error::{ApiError, BodyError, ServeError, TargetRefusal};
 use crate::fetch::{CachedArtifact, Fetcher};
 use crate::metrics::{Metrics, Snapshot};
 
@@ -677,15 +677,15 @@ pub(crate) fn describe_json_error(path: &str, error: &serde_json::Error) -> Stri
 /// canonicalised, so a symlink inside an allowed root cannot lead outside it. The target must
 /// lie strictly below a root (itself canonicalised the same way).
 pub fn check_target(requested: &Path, allowed_roots: &[PathBuf]) -> Result<PathBuf, ApiError> {
-    let refuse = |reason: String| ApiError::TargetNotAllowed {
+    let refuse = |reason: TargetRefusal| ApiError::TargetNotAllowed {
         path: requested.to_owned(),
         reason,
     };
     if !requested.is_absolute() {
-        return Err(refuse("must be an absolute path".to_owned()));
+        return Err(refuse(TargetRefusal::Relative));
     }
     let resolved = resolve(&normalise(requested))
-        .map_err(|error| refuse(format!("cannot be resolved: {error}")))?;
+        .map_err(|source| refuse(TargetRefusal::Unresolvable { source }))?;
     for root in allowed_roots.iter().filter(|root| root.is_absolute()) {
         let root = normalise(root);
         let root = resolve(&root).unwrap_or(root);
@@ -693,19 +693,11 @@ pub fn check_target(requested: &Path, allowed_roots: &[PathBuf]) -> Result<PathB
             return Ok(resolved);
         }
     }
-    let roots: Vec<String> = allowed_roots
-        .iter()
-        .map(|root| root.display().to_string())
-        .collect();
-    let shown = if resolved == normalise(requested) {
-        String::new()
-    } else {
-        format!(" (it resolves to {})", resolved.display())
-    };
-    Err(refuse(format!(
-        "is not below an allowed directory ({}){shown}",
-        roots.join(", ")
-    )))
+    let resolves_to = (resolved != normalise(requested)).then_some(resolved);
+    Err(refuse(TargetRefusal::NotBelowRoot {
+        roots: allowed_roots.to_vec(),
+        resolves_to,
+    }))
 }
 
 /// `.` dropped and `..` applied to the components before it, without touching the disk.
