@@ -184,7 +184,7 @@ pub enum UploadError {
         /// Key.
         key: String,
         /// What differs.
-        reason: String,
+        reason: Mismatch,
     },
     /// The ledger failed.
     #[error(transparent)]
@@ -216,4 +216,51 @@ impl UploadError {
             _ => None,
         }
     }
+}
+
+/// How what S3 holds (or answered) fails to vouch for the local file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    /// A single PUT got no ETag.
+    #[error("PutObject answered without an ETag")]
+    PutWithoutEtag,
+    /// The file's bytes changed while they were read for the upload.
+    #[error("the file changed while it was being uploaded")]
+    ChangedDuringUpload,
+    /// CreateMultipartUpload got no upload id.
+    #[error("CreateMultipartUpload answered without an upload id")]
+    NoUploadId,
+    /// CompleteMultipartUpload got no ETag where one is needed.
+    #[error("CompleteMultipartUpload answered without an ETag")]
+    CompleteWithoutEtag,
+    /// The completed multipart upload's ETag is not the one of the parts sent.
+    #[error("S3 completed the upload with ETag {answered}, expected {expected}")]
+    CompletedEtag {
+        /// What S3 answered.
+        answered: String,
+        /// The multipart ETag of the parts sent.
+        expected: String,
+    },
+    /// The ledger holds no ETag to confirm the object with.
+    #[error("the ledger has no ETag for this object")]
+    NoRecordedEtag,
+    /// HeadObject found no object.
+    #[error("S3 has no such object")]
+    NoObject,
+    /// The object's size differs from the file's.
+    #[error("S3 holds {on_s3} bytes, the file has {local}")]
+    Size {
+        /// The object's size.
+        on_s3: u64,
+        /// The file's size.
+        local: u64,
+    },
+    /// The object's ETag differs from the one the upload got.
+    #[error("S3 answers ETag {on_s3}, the upload got {recorded}")]
+    Etag {
+        /// The object's ETag now.
+        on_s3: String,
+        /// The ETag recorded when it was uploaded.
+        recorded: String,
+    },
 }
