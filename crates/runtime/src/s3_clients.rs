@@ -126,15 +126,10 @@ mod tests {
     use super::*;
     use singularity_common::config::{BucketCredentials, Secret};
 
+    /// The shared test configuration plus buckets `a` and `b` sharing a key pair and `c`
+    /// with its own.
     fn config() -> S3BaseConfig {
-        let mut config = S3BaseConfig {
-            s3_access_key: Some(Secret::new("default-access")),
-            s3_secret_key: Some(Secret::new("default-secret")),
-            s3_endpoint: Some("http://127.0.0.1:1".to_owned()),
-            s3_path_style_access: true,
-            s3_region: Some("eu-west-1".to_owned()),
-            ..S3BaseConfig::default()
-        };
+        let mut config = crate::s3::tests::s3_config();
         for (bucket, access) in [("a", "a-access"), ("b", "a-access"), ("c", "c-access")] {
             config.s3_bucket_credentials.insert(
                 bucket.to_owned(),
@@ -152,11 +147,11 @@ mod tests {
         let map = S3ClientMap::new(&config(), S3ClientTuning::default());
         assert_eq!(map.distinct_clients(), 0);
         map.build_configured().await;
-        // The configured keys, a-access (buckets a and b) and c-access.
-        assert_eq!(map.distinct_clients(), 3);
+        // The configured keys, special's, a-access (buckets a and b) and c-access.
+        assert_eq!(map.distinct_clients(), 4);
         let _ = map.client_for_bucket("other").await;
         let _ = map.client(None).await;
-        assert_eq!(map.distinct_clients(), 4, "the default chain is a fourth");
+        assert_eq!(map.distinct_clients(), 5, "the default chain is a fifth");
         assert_eq!(
             map.credentials_for_bucket("b").map(|c| c.access_key),
             Some("a-access".to_owned())
