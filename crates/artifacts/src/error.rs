@@ -1,6 +1,8 @@
 use std::io;
 use std::path::PathBuf;
 
+pub use crate::extract::PathRefusal;
+
 /// Everything that can go wrong while verifying, extracting or placing an artifact.
 ///
 /// Every variant names the file, directory or archive entry concerned, so the message alone
@@ -33,7 +35,7 @@ pub enum ArtifactError {
     UnsafeEntry {
         archive: PathBuf,
         entry: String,
-        reason: String,
+        reason: UnsafeReason,
     },
 
     /// An entry of a kind this crate never creates (device, fifo, unknown type).
@@ -132,4 +134,72 @@ impl ArtifactError {
             source,
         }
     }
+}
+
+/// Why an archive entry is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsafeReason {
+    /// The entry's own path.
+    #[error("{0}")]
+    Path(PathRefusal),
+    /// A non-directory entry for the target directory itself.
+    #[error("names the target directory itself")]
+    TargetItself,
+    /// A symlink entry without a target.
+    #[error("symbolic link without a target")]
+    SymlinkWithoutTarget,
+    /// A hard link entry without a target.
+    #[error("hard link without a target")]
+    HardLinkWithoutTarget,
+    /// The entry's path goes through a symlink from the archive.
+    #[error("path goes through the symbolic link {}", link.display())]
+    ThroughSymlink {
+        /// The symlink, relative to the target directory.
+        link: PathBuf,
+    },
+    /// A hard link's target path.
+    #[error("hard link target {0}")]
+    HardLinkTarget(PathRefusal),
+    /// A hard link to anything but a regular file extracted earlier.
+    #[error(
+        "hard link target {} is not a regular file extracted earlier from this archive",
+        target.display()
+    )]
+    HardLinkNotStaged {
+        /// The link's target as written in the archive.
+        target: PathBuf,
+    },
+    /// A symlink whose target leaves the target directory.
+    #[error("symbolic link target {} {problem}", target.display())]
+    SymlinkTarget {
+        /// The link's target as written in the archive.
+        target: PathBuf,
+        /// What is wrong with it.
+        problem: LinkProblem,
+    },
+}
+
+/// What is wrong with a symbolic link's target.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkProblem {
+    /// It is empty.
+    #[error("is empty")]
+    Empty,
+    /// Its path.
+    #[error("{0}")]
+    Path(PathRefusal),
+    /// Resolved step by step, it leaves the target directory.
+    #[error("resolves outside the target directory")]
+    Outside,
+    /// It goes through more symlinks than are followed.
+    #[error("goes through too many symbolic links")]
+    TooManyHops,
+    /// It goes through another link whose target is refused.
+    #[error("goes through {}, whose target {problem}", link.display())]
+    Through {
+        /// The other link's target.
+        link: PathBuf,
+        /// What is wrong with it.
+        problem: PathRefusal,
+    },
 }

@@ -15,6 +15,7 @@ use flate2::read::MultiGzDecoder;
 use tar::EntryType;
 
 use crate::ArtifactError;
+use crate::error::{LinkProblem, UnsafeReason};
 
 /// Name prefix of the staging directory created inside the target directory.
 pub const STAGING_PREFIX: &str = ".singularity-extract-";
@@ -314,15 +315,15 @@ impl Extraction<'_> {
             EntryType::Fifo => return Err(self.unsupported(name, "fifo")),
             _ => return Err(self.unsupported(name, "unknown type")),
         };
-        let rel =
-            relative_entry_path(&raw_path).map_err(|reason| self.unsafe_entry(&name, reason))?;
+        let rel = relative_entry_path(&raw_path)
+            .map_err(|reason| self.unsafe_entry(&name, UnsafeReason::Path(reason)))?;
         if rel.as_os_str().is_empty() {
             if kind == Kind::Dir {
                 // `./`: the target directory itself. Its mode and owner are the executor's
                 // business (it is the task sandbox), so the archive does not change them.
                 return Ok(());
             }
-            return Err(self.unsafe_entry(&name, "names the target directory itself".into()));
+            return Err(self.unsafe_entry(&name, UnsafeReason::TargetItself));
         }
         let header = entry.header();
         let mode = header.mode().map_err(|e| self.read_error(budget, e))? & MODE_MASK;
@@ -333,14 +334,13 @@ impl Extraction<'_> {
             Kind::Dir => self.stage_dir(rel, &name, mode, mtime),
             Kind::File => self.stage_file(entry, rel, &name, mode, mtime, budget),
             Kind::Symlink => {
-                let target = link_target(entry).ok_or_else(|| {
-                    self.unsafe_entry(&name, "symbolic link without a target".into())
-                })?;
+                let target = link_target(entry)
+                    .ok_or_else(|| self.unsafe_entry(&name, UnsafeReason::SymlinkWithoutTarget))?;
                 self.stage_symlink(rel, name, target, mtime)
             }
             Kind::HardLink => {
                 let target = link_target(entry)
-                    .ok_or_else(|| self.unsafe_entry(&name, "hard link without a target".into()))?;
+                    .ok_or_else(|| self.unsafe_entry(&name, UnsafeReason::HardLinkWithoutTarget))?;
                 self.stage_hard_link(rel, &name, &target)
             }
         }
@@ -373,7 +373,9 @@ impl Extraction<'_> {
                 Some(meta) if meta.file_type().is_symlink() => {
                     return Err(self.unsafe_entry(
                         name,
-                        format!("path goes through the symbolic link {}", prefix.display()),
+                        UnsafeReason::ThroughSymlink {
+                            link: prefix.to_path_buf(),
+                        },
                     ));
                 }
                 Some(_) => {
@@ -522,7 +524,7 @@ impl Extraction<'_> {
         target: &Path,
     ) -> Result<(), ArtifactError> {
         let target_rel = relative_entry_path(target.as_os_str().as_bytes())
-            .map_err(|reason| self.unsafe_entry(name, format!("hard link target {reason}")))?;
+            .map_err(|reason| self.unsafe_entry(name, UnsafeReason::HardLinkTarget(reason)))?;
         let through_dirs_only = target_rel
             .parent()
             .is_some_and(|parent| self.known_dirs.contains(parent));
@@ -531,10 +533,9 @@ impl Extraction<'_> {
         if !is_staged_file {
             return Err(self.unsafe_entry(
                 name,
-                format!(
-                    "hard link target {} is not a regular file extracted earlier from this archive",
-                    target.display()
-                ),
+                UnsafeReason::HardLinkNotStaged {
+                    target: target.to_path_buf(),
+                },
             ));
         }
         if target_rel != rel {
@@ -570,14 +571,17 @@ impl Extraction<'_> {
         target: &Path,
         view: &dyn Lookup,
     ) -> Result<(), ArtifactError> {
-        let refuse = |reason: String| {
+        let refuse = |problem: LinkProblem| {
             self.unsafe_entry(
                 name,
-                format!("symbolic link target {} {reason}", target.display()),
+                UnsafeReason::SymlinkTarget {
+                    target: target.to_path_buf(),
+                    problem,
+                },
             )
         };
         if target.as_os_str().is_empty() {
-            return Err(refuse("is empty".into()));
+            return Err(refuse(LinkProblem::Empty));
         }
         let mut stack: Vec<OsString> = rel
             .parent()
@@ -585,13 +589,13 @@ impl Extraction<'_> {
             .unwrap_or_default();
         let mut pending = VecDeque::new();
         self.expand(target, &mut stack, &mut pending)
-            .map_err(&refuse)?;
+            .map_err(|reason| refuse(LinkProblem::Path(reason)))?;
         let mut hops = 0;
         while let Some(step) = pending.pop_front() {
             match step {
                 Step::Up => {
                     if stack.pop().is_none() {
-                        return Err(refuse("resolves outside the target directory".into()));
+                        return Err(refuse(LinkProblem::Outside));
                     }
                 }
                 Step::Name(component) => {
@@ -599,15 +603,15 @@ impl Extraction<'_> {
                     if let Node::Symlink(next) = view.lookup(&stack)? {
                         hops += 1;
                         if hops > MAX_LINK_HOPS {
-                            return Err(refuse("goes through too many symbolic links".into()));
+                            return Err(refuse(LinkProblem::TooManyHops));
                         }
                         stack.pop();
                         self.expand(&next, &mut stack, &mut pending)
                             .map_err(|reason| {
-                                refuse(format!(
-                                    "goes through {}, whose target {reason}",
-                                    next.display()
-                                ))
+                                refuse(LinkProblem::Through {
+                                    link: next.clone(),
+                                    problem: reason,
+                                })
                             })?;
                     }
                 }
@@ -623,14 +627,14 @@ impl Extraction<'_> {
         target: &Path,
         stack: &mut Vec<OsString>,
         pending: &mut VecDeque<Step>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PathRefusal> {
         let relative = if target.is_absolute() {
             let inside = self
                 .absolute_roots()
                 .iter()
                 .find_map(|root| target.strip_prefix(root).ok().map(Path::to_path_buf));
             let Some(inside) = inside else {
-                return Err("is an absolute path outside the target directory".into());
+                return Err(PathRefusal::AbsoluteOutside);
             };
             stack.clear();
             inside
@@ -754,7 +758,7 @@ impl Extraction<'_> {
         Ok(())
     }
 
-    fn unsafe_entry(&self, name: &str, reason: String) -> ArtifactError {
+    fn unsafe_entry(&self, name: &str, reason: UnsafeReason) -> ArtifactError {
         ArtifactError::UnsafeEntry {
             archive: self.archive.to_path_buf(),
             entry: name.to_string(),
@@ -884,17 +888,31 @@ fn lstat(path: &Path) -> Result<Option<Metadata>, ArtifactError> {
     }
 }
 
+/// Why a path in an archive (an entry's, or a link's target) cannot be followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathRefusal {
+    /// A `..` component in an entry path.
+    #[error("contains a `..` component")]
+    ParentDir,
+    /// An absolute entry path.
+    #[error("is an absolute path")]
+    Absolute,
+    /// An absolute link target not under the target directory.
+    #[error("is an absolute path outside the target directory")]
+    AbsoluteOutside,
+}
+
 /// The entry's path relative to the target directory, with `.` components dropped; empty for
 /// the directory itself. Absolute paths and `..` components are refused.
-fn relative_entry_path(raw: &[u8]) -> Result<PathBuf, String> {
+fn relative_entry_path(raw: &[u8]) -> Result<PathBuf, PathRefusal> {
     let path = Path::new(OsStr::from_bytes(raw));
     let mut rel = PathBuf::new();
     for component in path.components() {
         match component {
             Component::Normal(name) => rel.push(name),
             Component::CurDir => {}
-            Component::ParentDir => return Err("contains a `..` component".into()),
-            Component::RootDir | Component::Prefix(_) => return Err("is an absolute path".into()),
+            Component::ParentDir => return Err(PathRefusal::ParentDir),
+            Component::RootDir | Component::Prefix(_) => return Err(PathRefusal::Absolute),
         }
     }
     Ok(rel)

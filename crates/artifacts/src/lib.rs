@@ -10,6 +10,8 @@
 //!   md5), else it is an error and is left alone.
 //! - [`write_embedded`]: embedded artifacts, created exclusively, mode `rw-r--r--`, md5-checked.
 //! - [`Md5Writer`] and [`md5_file`]: streaming size and md5 verification for the cache.
+//! - [`cache_dir`]: the artifact cache directory's file protocol (temp names, adoption of a
+//!   finished file, which files may be taken in), shared by every writer of the cache.
 //!
 //! Everything here blocks; async callers run it in `spawn_blocking`.
 //!
@@ -50,12 +52,13 @@
 //! The target directory is assumed not to be modified concurrently by others during the call
 //! (artifacts are staged before the task starts).
 
+pub mod cache_dir;
 mod error;
 mod extract;
 mod place;
 mod verify;
 
-pub use error::ArtifactError;
+pub use error::{ArtifactError, LinkProblem, PathRefusal, UnsafeReason};
 pub use extract::{ExtractLimits, ExtractSummary, STAGING_PREFIX, extract_tar, extract_tar_gz};
 pub use place::{PendingFile, PlaceOutcome, Placement, is_tarball, place_artifact, place_file};
 pub use verify::{Md5Writer, Verified, md5_bytes, md5_file, md5_matches, write_embedded};

@@ -65,13 +65,13 @@ pub enum MesosError {
     },
     /// The update would be rejected by any agent and was not sent.
     #[error("invalid status update: {0}")]
-    InvalidUpdate(String),
+    InvalidUpdate(InvalidUpdate),
     /// A call that needs a live subscription was made without one.
     #[error("not subscribed to the agent")]
     NotSubscribed,
     /// A request could not be built (bad token characters, ...).
     #[error("cannot build the request: {0}")]
-    Request(String),
+    Request(RequestError),
     /// JSON encoding or decoding failed.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -80,7 +80,34 @@ pub enum MesosError {
     RecordIo(#[from] RecordIoError),
     /// The event stream broke the protocol.
     #[error("protocol: {0}")]
-    Protocol(String),
+    Protocol(ProtocolError),
+}
+
+/// Why a status update was refused before it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidUpdate {
+    /// TASK_STAGING is the agent's state, never an executor's.
+    #[error("executors may not send TASK_STAGING")]
+    Staging,
+}
+
+/// Why a request to the agent could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The authentication token holds characters a header cannot.
+    #[error("authentication token: {0}")]
+    Token(#[source] hyper::http::header::InvalidHeaderValue),
+    /// The request itself.
+    #[error("{0}")]
+    Build(#[source] hyper::http::Error),
+}
+
+/// How the exchange with the agent broke the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// A call failed on a reused connection and again on a fresh one.
+    #[error("call retry exhausted")]
+    RetryExhausted,
 }
 
 /// Why the client asks the executor to shut down.
@@ -227,9 +254,7 @@ impl ExecutorClient {
     /// except 403/404) is an error carrying the agent's message, and the update is dropped.
     pub async fn update(&self, update: StatusUpdate) -> Result<Uuid, MesosError> {
         if update.state == TaskState::TaskStaging {
-            return Err(MesosError::InvalidUpdate(
-                "executors may not send TASK_STAGING".into(),
-            ));
+            return Err(MesosError::InvalidUpdate(InvalidUpdate::Staging));
         }
         let uuid = Uuid::new_v4();
         let env = &self.inner.env;
@@ -908,12 +933,12 @@ impl Http {
             .header(header::ACCEPT, "application/json");
         if let Some(token) = &self.token {
             let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|e| MesosError::Request(format!("authentication token: {e}")))?;
+                .map_err(|e| MesosError::Request(RequestError::Token(e)))?;
             builder = builder.header(header::AUTHORIZATION, value);
         }
         builder
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| MesosError::Request(e.to_string()))
+            .map_err(|e| MesosError::Request(RequestError::Build(e)))
     }
 
     /// POSTs a non-SUBSCRIBE call on the calls connection, opening it as needed. A request that
@@ -958,7 +983,7 @@ impl Http {
                 }
             }
         }
-        Err(MesosError::Protocol("call retry exhausted".into()))
+        Err(MesosError::Protocol(ProtocolError::RetryExhausted))
     }
 }
 

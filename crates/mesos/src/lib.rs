@@ -55,7 +55,7 @@ pub mod wire;
 
 pub use client::{
     CALL_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_SUBSCRIBE_RETRY, ExecutorClient, ExecutorEvent,
-    MesosError, ShutdownReason, StatusUpdate, backoff,
+    InvalidUpdate, MesosError, ProtocolError, RequestError, ShutdownReason, StatusUpdate, backoff,
 };
 pub use env::{
     AgentAddress, AgentEnv, DurationError, EnvError, format_mesos_duration, parse_mesos_duration,

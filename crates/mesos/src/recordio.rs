@@ -12,11 +12,17 @@ const MAX_LENGTH_DIGITS: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordIoError {
     /// The length prefix holds something other than ASCII digits.
-    #[error("failed to decode length: {0:?} is not a decimal number")]
-    NonNumericLength(String),
+    #[error("failed to decode length: {text:?} is not a decimal number")]
+    NonNumericLength {
+        /// The prefix as received (lossily decoded).
+        text: String,
+    },
     /// The length does not fit or exceeds [`MAX_RECORD_LEN`].
-    #[error("record length {0} exceeds the limit of {MAX_RECORD_LEN} bytes")]
-    TooLong(String),
+    #[error("record length {text} exceeds the limit of {MAX_RECORD_LEN} bytes")]
+    TooLong {
+        /// The prefix as received.
+        text: String,
+    },
 }
 
 /// Encodes one record.
@@ -110,24 +116,24 @@ impl Decoder {
 fn parse_length(prefix: &[u8]) -> Result<usize, RecordIoError> {
     let text = String::from_utf8_lossy(prefix).into_owned();
     if prefix.is_empty() || !prefix.iter().all(u8::is_ascii_digit) {
-        return Err(RecordIoError::NonNumericLength(text));
+        return Err(RecordIoError::NonNumericLength { text });
     }
     let len: u64 = text
         .parse()
-        .map_err(|_| RecordIoError::TooLong(text.clone()))?;
+        .map_err(|_| RecordIoError::TooLong { text: text.clone() })?;
     if len > MAX_RECORD_LEN {
-        return Err(RecordIoError::TooLong(text));
+        return Err(RecordIoError::TooLong { text });
     }
-    usize::try_from(len).map_err(|_| RecordIoError::TooLong(text))
+    usize::try_from(len).map_err(|_| RecordIoError::TooLong { text })
 }
 
 fn check_partial_length(pending: &[u8]) -> Option<RecordIoError> {
     let text = || String::from_utf8_lossy(pending).into_owned();
     if !pending.iter().all(u8::is_ascii_digit) {
-        return Some(RecordIoError::NonNumericLength(text()));
+        return Some(RecordIoError::NonNumericLength { text: text() });
     }
     if pending.len() > MAX_LENGTH_DIGITS {
-        return Some(RecordIoError::TooLong(text()));
+        return Some(RecordIoError::TooLong { text: text() });
     }
     None
 }
@@ -254,7 +260,7 @@ mod tests {
             let mut d = Decoder::new();
             let err = d.feed(bad).unwrap_err();
             assert!(
-                matches!(err, RecordIoError::NonNumericLength(_)),
+                matches!(err, RecordIoError::NonNumericLength { .. }),
                 "{bad:?}: {err}"
             );
             assert!(d.feed(b"1\nx").is_err());
@@ -270,12 +276,12 @@ mod tests {
         let mut d = Decoder::new();
         assert!(matches!(
             d.feed(b"99999999999\n"),
-            Err(RecordIoError::TooLong(_))
+            Err(RecordIoError::TooLong { .. })
         ));
         let mut d = Decoder::new();
         assert!(matches!(
             d.feed(b"999999999999999999999999"),
-            Err(RecordIoError::TooLong(_))
+            Err(RecordIoError::TooLong { .. })
         ));
     }
 }

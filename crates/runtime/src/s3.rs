@@ -13,7 +13,7 @@ use singularity_common::config::{S3BaseConfig, Secret};
 pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// Access key pair given in configuration.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct StaticCredentials {
     /// Access key id.
     pub access_key: String,
@@ -127,10 +127,11 @@ pub async fn build_s3_client(options: &S3ClientOptions) -> aws_sdk_s3::Client {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn s3_config() -> S3BaseConfig {
+    /// Keys, endpoint, region, and a bucket `special` with keys of its own.
+    pub(crate) fn s3_config() -> S3BaseConfig {
         let mut config = S3BaseConfig {
             s3_access_key: Some(Secret::new("default-access")),
             s3_secret_key: Some(Secret::new("default-secret")),

@@ -54,6 +54,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use singularity_artifacts::cache_dir::{self, CacheFileError, CacheWriter};
 use singularity_runtime::SqliteError;
 use sqlx::SqlitePool;
 use sqlx::migrate::Migrator;
@@ -65,7 +66,7 @@ pub const INDEX_FILE_NAME: &str = ".singularity-s3-downloader-index.db";
 
 /// Prefix of this crate's temp files in the cache directory (downloads in progress). Left
 /// over after a crash, they are removed by the next [`ArtifactCache::open`].
-pub const TEMP_PREFIX: &str = ".singularity-s3-downloader-tmp-";
+pub const TEMP_PREFIX: &str = CacheWriter::Downloader.temp_prefix();
 
 static MIGRATOR: Migrator = sqlx::migrate!();
 
@@ -105,6 +106,12 @@ pub enum CacheError {
         /// Why.
         source: Arc<std::io::Error>,
     },
+}
+
+impl From<CacheFileError> for CacheError {
+    fn from(error: CacheFileError) -> Self {
+        Self::io(error.op, &error.path, error.source)
+    }
 }
 
 impl CacheError {
@@ -180,7 +187,10 @@ struct Entry {
 #[derive(Debug)]
 enum IndexWrite {
     Upsert(Row),
-    Delete(String),
+    /// Forget the entry of this file name.
+    Delete {
+        name: String,
+    },
     Flush(oneshot::Sender<()>),
 }
 
@@ -319,12 +329,6 @@ fn now_ms() -> i64 {
 
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// Whether a file the index does not know may be adopted: not hidden, not another writer's
-/// temp file. (Hidden artifacts the cache itself wrote are in the index and stay.)
-fn adoptable(name: &str) -> bool {
-    !name.starts_with('.') && !name.ends_with(".tmp")
 }
 
 impl ArtifactCache {
@@ -562,20 +566,15 @@ impl ArtifactCache {
         Ok((lease, seq))
     }
 
-    /// A new, empty temp file in the cache directory (mode `rw-r--r--`), removed when the
-    /// returned path is dropped unless it is persisted (renamed) first.
-    pub(crate) fn temp_file(&self) -> Result<(std::fs::File, tempfile::TempPath), CacheError> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .permissions(std::fs::Permissions::from_mode(0o644))
-            .tempfile_in(&self.inner.dir)
-            .map_err(|err| CacheError::io("create temp file in", &self.inner.dir, err))?;
-        let (file, path) = temp.into_parts();
-        // The mode given at creation is reduced by the umask; the cache's files are 0644.
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|err| CacheError::io("chmod", &path, err))?;
-        Ok((file, path))
+    /// A new, empty temp file in the cache directory for the artifact to be named
+    /// `cache_name` (mode `rw-r--r--`), removed when the returned path is dropped unless it is
+    /// adopted ([`cache_dir::adopt`]) first.
+    pub(crate) fn temp_file(
+        &self,
+        cache_name: &str,
+    ) -> Result<(std::fs::File, tempfile::TempPath), CacheError> {
+        let temp = cache_dir::create_temp(&self.inner.dir, CacheWriter::Downloader, cache_name)?;
+        Ok(temp.into_parts())
     }
 }
 
@@ -611,7 +610,9 @@ impl Inner {
             && let Some(old) = state.entries.remove(name)
         {
             state.bytes -= old.size;
-            self.write(IndexWrite::Delete(name.to_owned()));
+            self.write(IndexWrite::Delete {
+                name: name.to_owned(),
+            });
         }
     }
 
@@ -724,7 +725,7 @@ impl Inner {
                 state.bytes -= old.size;
                 tracing::info!(name, size = old.size, "evicted from the artifact cache");
             }
-            self.write(IndexWrite::Delete(name));
+            self.write(IndexWrite::Delete { name });
         }
     }
 }
@@ -793,7 +794,7 @@ async fn reconcile(dir: &Path, db_path: &Path, pool: &SqlitePool) -> Result<Stat
     }
     let now = now_ms();
     for (name, stamp) in &on_disk {
-        if indexed.contains(name) || !adoptable(name) {
+        if indexed.contains(name) || !cache_dir::is_adoptable(name) {
             continue;
         }
         let entry = Entry {
@@ -867,7 +868,7 @@ fn scan_dir(dir: &Path) -> Result<HashMap<String, FileStamp>, CacheError> {
             continue;
         };
         let path = entry.path();
-        if name.starts_with(TEMP_PREFIX) {
+        if CacheWriter::Downloader.owns_temp(&name) {
             match std::fs::remove_file(&path) {
                 Ok(()) => tracing::info!(path = %path.display(), "removed a leftover download"),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -922,7 +923,7 @@ async fn apply_writes(
     while let Some(write) = queue.recv().await {
         let result = match write {
             IndexWrite::Upsert(row) => upsert(&pool, &row).await,
-            IndexWrite::Delete(name) => sqlx::query("DELETE FROM cache_entries WHERE name = ?")
+            IndexWrite::Delete { name } => sqlx::query("DELETE FROM cache_entries WHERE name = ?")
                 .bind(&name)
                 .execute(&pool)
                 .await

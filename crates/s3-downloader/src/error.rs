@@ -1,15 +1,20 @@
 //! Errors of the HTTP service: [`ApiError`] is every answer other than 200, [`ServeError`]
 //! everything that stops the service from starting or serving.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use singularity_artifacts::ArtifactError;
 
+use singularity_common::exit::ExitStatus;
+use singularity_runtime::error_chain;
+
+use crate::cache::CacheError;
 use crate::fetch::FetchError;
+use crate::server::describe_json_error;
 
 /// The one error type of the download endpoint (and of 404 / 405 answers).
 ///
@@ -18,8 +23,11 @@ use crate::fetch::FetchError;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The body is not an `ArtifactDownloadRequest`: not JSON, a field missing or mistyped.
-    #[error("invalid request body: {0}")]
-    InvalidBody(String),
+    #[error("invalid request body: {source}")]
+    InvalidBody {
+        /// What is wrong with it.
+        source: BodyError,
+    },
 
     /// `targetDirectory` is relative or outside every allowed root.
     #[error("targetDirectory {path}: {reason}")]
@@ -27,7 +35,7 @@ pub enum ApiError {
         /// As the request gave it.
         path: PathBuf,
         /// Why it is refused.
-        reason: String,
+        reason: TargetRefusal,
     },
 
     /// No route for this path.
@@ -62,23 +70,101 @@ pub enum ApiError {
     Place(Arc<ArtifactError>),
 
     /// The placement task died (a panic in blocking code).
-    #[error("placing the artifact failed: {0}")]
-    PlacementTask(String),
+    #[error("placing the artifact failed: {source}")]
+    PlacementTask {
+        /// The task's end (shared by every request that waited on the placement).
+        source: Arc<tokio::task::JoinError>,
+    },
+
+    /// The placement task ended without publishing a result.
+    #[error("placing the artifact failed: the placement task ended without a result")]
+    PlacementLost,
+}
+
+/// Why a `targetDirectory` is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetRefusal {
+    /// A relative path.
+    #[error("must be an absolute path")]
+    Relative,
+    /// Its existing part could not be canonicalised.
+    #[error("cannot be resolved: {source}")]
+    Unresolvable {
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not strictly below any allowed root.
+    #[error(
+        "is not below an allowed directory ({}){}",
+        display_paths(roots),
+        resolves_to.as_ref().map(|p| format!(" (it resolves to {})", p.display())).unwrap_or_default()
+    )]
+    NotBelowRoot {
+        /// `allowedTargetDirectories`.
+        roots: Vec<PathBuf>,
+        /// Where the path leads once `..` and symlinks are resolved, when that differs from
+        /// the path as given.
+        resolves_to: Option<PathBuf>,
+    },
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a request body is not an `ArtifactDownloadRequest`. Its message names the field at
+/// fault: `missing field `s3Artifact.s3Bucket``, `s3Artifact.filesize: invalid type: ...`, or
+/// the JSON syntax error with its position.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The body could not be read.
+    Read(BytesRejection),
+    /// The body is not the JSON of a request.
+    Json {
+        /// Where in the document (`.` for the document itself).
+        path: String,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read(rejection) => f.write_str(&rejection.body_text()),
+            Self::Json { path, source } => f.write_str(&describe_json_error(path, source)),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Read(rejection) => Some(rejection),
+            Self::Json { source, .. } => Some(source),
+        }
+    }
 }
 
 impl ApiError {
     /// The status code this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidBody(_) | Self::Fetch(FetchError::Invalid { .. }) => {
+            Self::InvalidBody { .. } | Self::Fetch(FetchError::Invalid { .. }) => {
                 StatusCode::BAD_REQUEST
             }
             Self::TargetNotAllowed { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::HoldTimeout | Self::Fetch(_) | Self::Place(_) | Self::PlacementTask(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::HoldTimeout
+            | Self::Fetch(_)
+            | Self::Place(_)
+            | Self::PlacementTask { .. }
+            | Self::PlacementLost => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -88,7 +174,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let message = self.to_string();
         if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), error = %chain(&self), "request failed");
+            tracing::error!(status = status.as_u16(), error = %error_chain(&self), "request failed");
         } else {
             tracing::info!(status = status.as_u16(), error = %message, "request refused");
         }
@@ -99,21 +185,6 @@ impl IntoResponse for ApiError {
         )
             .into_response()
     }
-}
-
-/// The error and its sources, `: `-separated, skipping sources whose text the previous level
-/// already contains (thiserror messages often embed their source).
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            let _ = write!(text, ": {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Why the service could not start or stopped serving.
@@ -127,7 +198,16 @@ pub enum ServeError {
         /// Its value.
         value: String,
         /// Why it is unusable.
-        reason: String,
+        reason: &'static str,
+    },
+
+    /// The artifact cache could not be opened.
+    #[error("open the artifact cache in {}: {source}", dir.display())]
+    OpenCache {
+        /// `artifactCacheDirectory`.
+        dir: PathBuf,
+        /// Why.
+        source: CacheError,
     },
 
     /// The TCP listener could not be bound.
@@ -139,14 +219,40 @@ pub enum ServeError {
         source: std::io::Error,
     },
 
-    /// The unix socket could not be set up.
-    #[error("listen on unix socket {path}: {reason}")]
+    /// A step of setting up the unix socket failed.
+    #[error("listen on unix socket {}: {what}: {source}", path.display())]
     BindUnix {
         /// The socket path.
         path: PathBuf,
-        /// What went wrong.
-        reason: String,
+        /// The step (`bind`, `chmod`, ...).
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
     },
+
+    /// Another process answers on the unix socket.
+    #[error("listen on unix socket {}: another process is listening on it", path.display())]
+    SocketInUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+
+    /// The socket path holds something other than a socket.
+    #[error("listen on unix socket {}: the path exists and is not a socket", path.display())]
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+    },
+}
+
+impl ExitStatus for ServeError {
+    /// 78 for a configuration problem, 1 for a runtime one.
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config { .. } => singularity_common::exit::CONFIG,
+            _ => singularity_common::exit::FAILURE,
+        }
+    }
 }
 
 impl ServeError {
@@ -155,21 +261,15 @@ impl ServeError {
         matches!(self, Self::Config { .. })
     }
 
-    /// The [`singularity_common::exit`] code for this error.
-    pub fn exit_code(&self) -> u8 {
-        if self.is_config() {
-            singularity_common::exit::CONFIG
-        } else {
-            singularity_common::exit::FAILURE
-        }
-    }
-}
-
-impl ServeError {
-    pub(crate) fn unix(path: impl Into<PathBuf>, what: &str, error: &std::io::Error) -> Self {
+    pub(crate) fn unix(
+        path: impl Into<PathBuf>,
+        what: &'static str,
+        source: std::io::Error,
+    ) -> Self {
         Self::BindUnix {
             path: path.into(),
-            reason: format!("{what}: {error}"),
+            what,
+            source,
         }
     }
 }

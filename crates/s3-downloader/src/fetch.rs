@@ -30,7 +30,6 @@
 
 mod clients;
 mod engine;
-mod retry;
 mod s3;
 
 use std::collections::HashMap;
@@ -39,14 +38,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use singularity_artifacts::cache_dir::{self, CacheFileError};
 use singularity_common::naming::artifact_cache_name;
 use singularity_common::records::S3Artifact;
+use singularity_runtime::Backoff;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
-pub use self::clients::{ConfiguredS3Clients, S3Clients};
+pub use self::clients::{S3Clients, configured_s3_clients};
 use self::engine::{EngineConfig, EngineError, Output, PartBudget, Transfer};
-use self::retry::RetryPolicy;
 use self::s3::S3Object;
 use crate::cache::{ArtifactCache, CacheError, CacheStats, Lease, TEMP_PREFIX};
 
@@ -60,14 +60,20 @@ pub struct FetchSettings {
     pub part_concurrency: usize,
     /// Deadline of one attempt of one part (its request and its body).
     pub part_timeout: Duration,
-    /// Retries of a part after its first attempt, with exponential backoff and jitter.
-    pub part_retries: u32,
+    /// Attempts of a part in all, the first one included, with exponential backoff and
+    /// jitter between them (`s3ChunkRetries` + 1).
+    pub part_attempts: u32,
     /// Deadline of a whole download, from the moment it may start (waiting for one of the
     /// `max_concurrent_downloads` slots does not count).
     pub download_timeout: Duration,
     /// Downloads running at once (at least 1); more wait for a slot.
     pub max_concurrent_downloads: usize,
 }
+
+/// Wait before the first retry of a part, before jitter.
+const PART_RETRY_BASE: Duration = Duration::from_millis(200);
+/// Longest wait between two attempts of a part.
+const PART_RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl FetchSettings {
     /// Default part size: 2 MiB.
@@ -86,7 +92,7 @@ impl Default for FetchSettings {
             part_size: Self::DEFAULT_PART_SIZE,
             part_concurrency: Self::DEFAULT_PART_CONCURRENCY,
             part_timeout: Duration::from_secs(30),
-            part_retries: 3,
+            part_attempts: 4,
             download_timeout: Duration::from_secs(120),
             max_concurrent_downloads: 5,
         }
@@ -107,7 +113,7 @@ pub enum FetchError {
         /// The field at fault, as a JSON path (`s3Artifact.md5sum`).
         field: &'static str,
         /// What is wrong with it.
-        reason: String,
+        reason: &'static str,
     },
     /// No such object (or no such bucket).
     #[error("s3://{bucket}/{key} does not exist")]
@@ -164,14 +170,14 @@ pub enum FetchError {
         message: String,
     },
     /// The object changed while it was being downloaded (its size or ETag).
-    #[error("s3://{bucket}/{key} changed during the download: {detail}")]
+    #[error("s3://{bucket}/{key} changed during the download: {change}")]
     Changed {
         /// The bucket.
         bucket: String,
         /// The key.
         key: String,
         /// What changed.
-        detail: String,
+        change: Change,
     },
     /// A file operation in the cache directory failed.
     #[error("s3://{bucket}/{key}: {what} {}: {source}", path.display())]
@@ -198,14 +204,80 @@ pub enum FetchError {
         source: CacheError,
     },
     /// A task of the download died (a bug).
-    #[error("s3://{bucket}/{key}: {detail}")]
+    #[error("s3://{bucket}/{key}: {source}")]
     Internal {
         /// The bucket.
         bucket: String,
         /// The key.
         key: String,
         /// What happened.
-        detail: String,
+        source: InternalError,
+    },
+}
+
+/// A part of the downloader that should not fail did (a panic, a channel closed early).
+/// Cloneable, like [`FetchError`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InternalError {
+    /// A task died.
+    #[error("{task}: {source}")]
+    Task {
+        /// Which (`part task`, `hasher`, `rename task`...).
+        task: &'static str,
+        /// How it ended.
+        source: Arc<tokio::task::JoinError>,
+    },
+    /// The task running a download ended without a result.
+    #[error("the download task died")]
+    DownloadTaskDied,
+    /// The semaphore of download slots was closed.
+    #[error("the download slots are closed")]
+    SlotsClosed,
+    /// The semaphore of part buffers was closed.
+    #[error("the part budget is closed")]
+    BudgetClosed,
+    /// The object has more parts than this platform can count.
+    #[error("{total} bytes is too many parts")]
+    TooManyParts {
+        /// The object's size.
+        total: u64,
+    },
+    /// The hasher stopped taking parts before the transfer ended.
+    #[error("the hasher stopped early")]
+    HasherStoppedEarly,
+    /// The hasher ended without hashing every part.
+    #[error("the hasher stopped before the last part")]
+    HasherIncomplete,
+}
+
+impl InternalError {
+    /// A task that died.
+    pub(crate) fn task(task: &'static str, source: tokio::task::JoinError) -> Self {
+        Self::Task {
+            task,
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// How an object changed while it was being downloaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Change {
+    /// Its size.
+    #[error("size {before} became {after}")]
+    Size {
+        /// The size first seen.
+        before: u64,
+        /// The size seen later.
+        after: u64,
+    },
+    /// Its ETag.
+    #[error("ETag {before} became {after}")]
+    Etag {
+        /// The ETag first seen.
+        before: String,
+        /// The ETag seen later.
+        after: String,
     },
 }
 
@@ -313,11 +385,11 @@ struct Wanted {
 
 impl Wanted {
     fn of(artifact: &S3Artifact) -> Result<Self, FetchError> {
-        let invalid = |field: &'static str, reason: &str| FetchError::Invalid {
+        let invalid = |field: &'static str, reason: &'static str| FetchError::Invalid {
             bucket: artifact.s3_bucket.clone(),
             key: artifact.s3_object_key.clone(),
             field,
-            reason: reason.to_owned(),
+            reason,
         };
         if artifact.s3_bucket.is_empty() {
             return Err(invalid("s3Artifact.s3Bucket", "is empty"));
@@ -369,11 +441,11 @@ impl Wanted {
         })
     }
 
-    fn internal(&self, detail: impl Into<String>) -> FetchError {
+    fn internal(&self, source: InternalError) -> FetchError {
         FetchError::Internal {
             bucket: self.bucket.clone(),
             key: self.key.clone(),
-            detail: detail.into(),
+            source,
         }
     }
 
@@ -405,10 +477,10 @@ impl Wanted {
                 expected,
                 actual,
             },
-            EngineError::Changed(detail) => FetchError::Changed {
+            EngineError::Changed(change) => FetchError::Changed {
                 bucket,
                 key,
-                detail,
+                change,
             },
             EngineError::Timeout {
                 what,
@@ -434,10 +506,10 @@ impl Wanted {
                 },
             },
             EngineError::Write(source) => self.io_error("write", temp.to_owned(), source),
-            EngineError::Internal(detail) => FetchError::Internal {
+            EngineError::Internal(source) => FetchError::Internal {
                 bucket,
                 key,
-                detail,
+                source,
             },
         }
     }
@@ -515,7 +587,8 @@ impl Fetcher {
             Ok(result) => result.clone(),
             Err(_) => None,
         };
-        let landed = landed.unwrap_or_else(|| Err(wanted.internal("the download task died")))?;
+        let landed =
+            landed.unwrap_or_else(|| Err(wanted.internal(InternalError::DownloadTaskDied)))?;
         let (bytes_from_s3, download_duration) = match landed.download {
             Some((bytes, took)) if started_here => (bytes, Some(took)),
             _ => (0, None),
@@ -645,7 +718,7 @@ impl Shared {
             .slots
             .acquire()
             .await
-            .map_err(|_| wanted.internal("the download slots are closed"))?;
+            .map_err(|_| wanted.internal(InternalError::SlotsClosed))?;
         // Another flight for the same file (with a different expected size) may have landed
         // while this one waited.
         if let Some(hit) = self.lookup(wanted).await? {
@@ -704,7 +777,11 @@ impl Shared {
             part_size: self.settings.part_size.max(1),
             part_concurrency: self.settings.part_concurrency.max(1),
             part_timeout: self.settings.part_timeout,
-            retry: RetryPolicy::with_retries(self.settings.part_retries),
+            retry: Backoff {
+                attempts: self.settings.part_attempts,
+                base: PART_RETRY_BASE,
+                max: PART_RETRY_MAX,
+            },
             // Only a download without an md5 is fsynced before anyone may use it.
             write_behind: wanted.md5.is_none(),
         }
@@ -719,11 +796,14 @@ impl Shared {
         mirror: Option<Arc<std::fs::File>>,
     ) -> Result<(Lease, Transfer), FetchError> {
         let source = Arc::new(S3Object {
-            client: self.clients.client_for(&wanted.bucket),
+            client: self.clients.client_for(&wanted.bucket).await,
             bucket: wanted.bucket.clone(),
             key: wanted.key.clone(),
         });
-        let (file, temp) = self.cache.temp_file().map_err(|e| wanted.cache_error(e))?;
+        let (file, temp) = self
+            .cache
+            .temp_file(&wanted.cache_name)
+            .map_err(|e| wanted.cache_error(e))?;
         let file = Arc::new(file);
         let transfer = engine::download(
             source,
@@ -748,16 +828,18 @@ impl Shared {
                 actual: transfer.md5,
             });
         }
-        let dest = self.cache.dir().join(&wanted.cache_name);
+        let dir = self.cache.dir().to_owned();
+        let name = wanted.cache_name.clone();
+        let adopt_error =
+            |e: CacheFileError| wanted.io_error("rename a download to", e.path, e.source);
         if wanted.md5.is_some() {
             // Named by its md5, so a hit whose md5 the index does not vouch for hashes the
             // file first: the entry can be used at once and made durable afterwards, off the
             // requests' path (see the cache's docs on durability).
-            let path = dest.clone();
-            tokio::task::spawn_blocking(move || temp.persist(&dest).map_err(|e| e.error))
+            let path = tokio::task::spawn_blocking(move || cache_dir::adopt(temp, &dir, &name))
                 .await
-                .map_err(|e| wanted.internal(format!("rename task: {e}")))?
-                .map_err(|e| wanted.io_error("rename a download to", path.clone(), e))?;
+                .map_err(|e| wanted.internal(InternalError::task("rename task", e)))?
+                .map_err(adopt_error)?;
             let (lease, unsynced) = self
                 .cache
                 .insert_unsynced(&wanted.cache_name, transfer.md5.clone())
@@ -797,12 +879,12 @@ impl Shared {
             file.sync_all()
                 .map_err(|e| ("fsync", temp.to_path_buf(), e))?;
             let synced = syncing.elapsed();
-            temp.persist(&dest)
-                .map_err(|e| ("rename a download to", dest.clone(), e.error))?;
+            cache_dir::adopt(temp, &dir, &name)
+                .map_err(|e| ("rename a download to", e.path, e.source))?;
             Ok::<_, (&'static str, PathBuf, std::io::Error)>(synced)
         })
         .await
-        .map_err(|e| wanted.internal(format!("fsync task: {e}")))?;
+        .map_err(|e| wanted.internal(InternalError::task("fsync task", e)))?;
         let synced = landed.map_err(|(what, path, e)| wanted.io_error(what, path, e))?;
         tracing::debug!(
             key = %wanted.key,

@@ -81,7 +81,7 @@ impl Config {
         let missing = |key: &'static str| ServeError::Config {
             key,
             value: String::new(),
-            reason: "the configuration was loaded without this class".to_owned(),
+            reason: "the configuration was loaded without this class",
         };
         let s3 = loaded.s3.as_ref().ok_or_else(|| missing("s3"))?;
         let downloader = loaded
@@ -111,7 +111,7 @@ fn fetch_settings(
             .unwrap_or(usize::MAX)
             .max(1),
         part_timeout: Duration::from_millis(s3.s3_chunk_download_timeout_millis),
-        part_retries: s3.s3_chunk_retries,
+        part_attempts: s3.s3_chunk_retries.saturating_add(1),
         download_timeout: Duration::from_millis(s3.s3_download_timeout_millis),
         max_concurrent_downloads: usize::try_from(downloader.num_downloader_threads)
             .unwrap_or(usize::MAX)
@@ -145,4 +145,24 @@ pub async fn start(config: Config, deps: Deps) -> Result<Server, ServeError> {
 pub async fn run(config: Config, deps: Deps, shutdown: Shutdown) -> Result<(), ServeError> {
     start(config, deps).await?.serve(shutdown).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use singularity_common::config::S3DownloaderConfig;
+
+    /// `s3ChunkRetries` counts retries after the first attempt (the Java downloader tries a
+    /// chunk up to `s3ChunkRetries + 1` times); the fetcher counts attempts in all.
+    #[test]
+    fn chunk_retries_become_part_attempts() {
+        for (retries, attempts) in [(0, 1), (3, 4), (u32::MAX, u32::MAX)] {
+            let s3 = S3BaseConfig {
+                s3_chunk_retries: retries,
+                ..S3BaseConfig::default()
+            };
+            let settings = fetch_settings(&s3, &S3DownloaderConfig::default());
+            assert_eq!(settings.part_attempts, attempts, "{retries}");
+        }
+    }
 }

@@ -6,13 +6,12 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Parser;
 use singularity_common::config::{ConfigClass, DaemonArgs};
-use singularity_common::exit;
-use singularity_runtime::{Shutdown, start_daemon};
+use singularity_runtime::{invalid_config, run_daemon, start_daemon};
 use singularity_s3_downloader::cache::ArtifactCache;
-use singularity_s3_downloader::fetch::ConfiguredS3Clients;
+use singularity_s3_downloader::error::ServeError;
+use singularity_s3_downloader::fetch::configured_s3_clients;
 use singularity_s3_downloader::{Config, Deps, SERVICE, run};
 
 /// Local service placing S3 artifacts into task sandboxes through a shared, bounded cache.
@@ -38,53 +37,20 @@ fn main() -> ExitCode {
     };
     let config = match Config::from_loaded(&loaded) {
         Ok(config) => config,
-        Err(error) => {
-            tracing::error!(%error, "the configuration is invalid");
-            return ExitCode::from(error.exit_code());
-        }
+        Err(error) => return invalid_config(&error),
     };
-
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(%error, "cannot start the async runtime");
-            return ExitCode::from(exit::FAILURE);
-        }
-    };
-    let code = runtime.block_on(async move {
-        match serve(config).await {
-            Ok(()) => exit::OK,
-            Err(error) => {
-                tracing::error!("{error:#}");
-                error
-                    .downcast_ref::<singularity_s3_downloader::error::ServeError>()
-                    .map_or(exit::FAILURE, |error| error.exit_code())
-            }
-        }
-    });
-    // Abandoned requests past the grace period must not hold the process up.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    ExitCode::from(code)
-}
-
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let shutdown = Shutdown::on_signals().context("install signal handlers")?;
-    let clients = ConfiguredS3Clients::new(&config.s3).await;
-    let cache = ArtifactCache::open(&config.cache_directory, config.cache_max_bytes)
-        .await
-        .with_context(|| {
-            format!(
-                "open the artifact cache in {}",
-                config.cache_directory.display()
-            )
-        })?;
-    let deps = Deps {
-        clients: Arc::new(clients),
-        cache,
-    };
-    run(config, deps, shutdown).await?;
-    Ok(())
+    run_daemon(|shutdown| async move {
+        let clients = configured_s3_clients(&config.s3).await;
+        let cache = ArtifactCache::open(&config.cache_directory, config.cache_max_bytes)
+            .await
+            .map_err(|source| ServeError::OpenCache {
+                dir: config.cache_directory.clone(),
+                source,
+            })?;
+        let deps = Deps {
+            clients: Arc::new(clients),
+            cache,
+        };
+        run(config, deps, shutdown).await
+    })
 }

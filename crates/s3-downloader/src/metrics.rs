@@ -7,12 +7,11 @@
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use singularity_runtime::{MetricsRegistry, gauge_value};
 
 /// Requests answered, by status code (label `code`), every path included.
 pub const REQUESTS_TOTAL: &str = "s3_downloader_requests_total";
@@ -37,7 +36,7 @@ pub const DOWNLOAD_DURATION_SECONDS: &str = "s3_downloader_download_duration_sec
 pub const PLACEMENTS_TOTAL: &str = "s3_downloader_placements_total";
 
 /// The content type of [`Metrics::encode`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE: &str = singularity_runtime::METRICS_CONTENT_TYPE;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
@@ -52,7 +51,7 @@ struct MethodLabel {
 /// The downloader's metrics and their registry.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
+    registry: MetricsRegistry,
     requests: Family<CodeLabel, Counter>,
     request_duration: Histogram,
     s3_bytes: Counter,
@@ -76,15 +75,6 @@ pub struct Snapshot {
     pub active_downloads: u64,
 }
 
-/// Counters take the exposed name without `_total`; the encoder appends it.
-fn counter_name(name: &str) -> &str {
-    name.strip_suffix("_total").unwrap_or(name)
-}
-
-fn gauge_value(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -94,69 +84,31 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric, all at zero.
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let requests = Family::<CodeLabel, Counter>::default();
-        registry.register(
-            counter_name(REQUESTS_TOTAL),
-            "Requests answered, by status code",
-            requests.clone(),
-        );
+        let mut registry = MetricsRegistry::new();
+        let requests = registry.counter_family(REQUESTS_TOTAL, "Requests answered, by status code");
         // 1 ms .. ~65 s: placement of a cached artifact up to large cold downloads.
-        let request_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
-        registry.register(
+        let request_duration = registry.histogram(
             REQUEST_DURATION_SECONDS,
             "Time to answer a download request, in seconds",
-            request_duration.clone(),
+            exponential_buckets(0.001, 2.0, 17),
         );
-        let s3_bytes = Counter::default();
-        registry.register(
-            counter_name(S3_BYTES_TOTAL),
-            "Bytes read from S3",
-            s3_bytes.clone(),
-        );
-        let cache_hits = Counter::default();
-        registry.register(
-            counter_name(CACHE_HITS_TOTAL),
-            "Download requests served from the cache",
-            cache_hits.clone(),
-        );
-        let cache_misses = Counter::default();
-        registry.register(
-            counter_name(CACHE_MISSES_TOTAL),
+        let s3_bytes = registry.counter(S3_BYTES_TOTAL, "Bytes read from S3");
+        let cache_hits =
+            registry.counter(CACHE_HITS_TOTAL, "Download requests served from the cache");
+        let cache_misses = registry.counter(
+            CACHE_MISSES_TOTAL,
             "Download requests that waited for a download from S3",
-            cache_misses.clone(),
         );
-        let cache_bytes = Gauge::default();
-        registry.register(
-            CACHE_BYTES,
-            "Bytes held by the artifact cache",
-            cache_bytes.clone(),
-        );
-        let cache_entries = Gauge::default();
-        registry.register(
-            CACHE_ENTRIES,
-            "Artifacts held by the artifact cache",
-            cache_entries.clone(),
-        );
-        let active_downloads = Gauge::default();
-        registry.register(
-            ACTIVE_DOWNLOADS,
-            "Downloads from S3 in progress",
-            active_downloads.clone(),
-        );
+        let cache_bytes = registry.gauge(CACHE_BYTES, "Bytes held by the artifact cache");
+        let cache_entries = registry.gauge(CACHE_ENTRIES, "Artifacts held by the artifact cache");
+        let active_downloads = registry.gauge(ACTIVE_DOWNLOADS, "Downloads from S3 in progress");
         // 10 ms .. ~11 min.
-        let download_duration = Histogram::new(exponential_buckets(0.01, 2.0, 17));
-        registry.register(
+        let download_duration = registry.histogram(
             DOWNLOAD_DURATION_SECONDS,
             "Duration of downloads from S3, in seconds",
-            download_duration.clone(),
+            exponential_buckets(0.01, 2.0, 17),
         );
-        let placements = Family::<MethodLabel, Counter>::default();
-        registry.register(
-            counter_name(PLACEMENTS_TOTAL),
-            "Artifacts placed, by method",
-            placements.clone(),
-        );
+        let placements = registry.counter_family(PLACEMENTS_TOTAL, "Artifacts placed, by method");
         Self {
             registry,
             requests,
@@ -215,10 +167,7 @@ impl Metrics {
         self.cache_entries.set(gauge_value(snapshot.cache_entries));
         self.active_downloads
             .set(gauge_value(snapshot.active_downloads));
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut text, &self.registry);
-        text
+        self.registry.encode()
     }
 }
 

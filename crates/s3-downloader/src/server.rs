@@ -21,7 +21,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,9 +38,9 @@ use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::error::{ApiError, ServeError, chain};
+use crate::error::{ApiError, BodyError, ServeError, TargetRefusal};
 use crate::fetch::{CachedArtifact, Fetcher};
-use crate::metrics::{self, Metrics, Snapshot};
+use crate::metrics::{Metrics, Snapshot};
 
 /// Mode of the unix socket: the owner and group may connect.
 pub const SOCKET_MODE: u32 = 0o660;
@@ -113,7 +113,7 @@ fn normalise_download_path(path: &str) -> Result<String, ServeError> {
         Some(reason) => Err(ServeError::Config {
             key: "localDownloadPath",
             value: path.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         }),
         None => Ok(normalised),
     }
@@ -163,8 +163,7 @@ impl Server {
             return Err(ServeError::Config {
                 key: "localDownloadHttpPort",
                 value: "0".to_owned(),
-                reason: "the downloader needs localDownloadHttpPort or localDownloadSocket"
-                    .to_owned(),
+                reason: "the downloader needs localDownloadHttpPort or localDownloadSocket",
             });
         }
         let (tcp, tcp_addr) = match config.tcp {
@@ -292,34 +291,32 @@ impl Server {
 fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
-            .map_err(|e| ServeError::unix(path, "create its directory", &e))?;
+            .map_err(|e| ServeError::unix(path, "create its directory", e))?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             // A socket someone still answers on belongs to a running service; one nobody
             // answers on is left over from a run that did not stop cleanly.
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(ServeError::BindUnix {
+                return Err(ServeError::SocketInUse {
                     path: path.to_owned(),
-                    reason: "another process is listening on it".to_owned(),
                 });
             }
             tracing::info!(socket = %path.display(), "replacing a stale socket file");
             std::fs::remove_file(path)
-                .map_err(|e| ServeError::unix(path, "remove the stale socket", &e))?;
+                .map_err(|e| ServeError::unix(path, "remove the stale socket", e))?;
         }
         Ok(_) => {
-            return Err(ServeError::BindUnix {
+            return Err(ServeError::NotASocket {
                 path: path.to_owned(),
-                reason: "the path exists and is not a socket".to_owned(),
             });
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(ServeError::unix(path, "inspect", &e)),
+        Err(e) => return Err(ServeError::unix(path, "inspect", e)),
     }
-    let listener = UnixListener::bind(path).map_err(|e| ServeError::unix(path, "bind", &e))?;
+    let listener = UnixListener::bind(path).map_err(|e| ServeError::unix(path, "bind", e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
-        .map_err(|e| ServeError::unix(path, "chmod", &e))?;
+        .map_err(|e| ServeError::unix(path, "chmod", e))?;
     Ok(listener)
 }
 
@@ -380,7 +377,7 @@ async fn metrics_text(State(state): State<SharedState>) -> Response {
         cache_entries: stats.entries,
         active_downloads: u64::try_from(state.fetcher.active_downloads()).unwrap_or(u64::MAX),
     });
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+    singularity_runtime::metrics_response(text)
 }
 
 async fn not_found(request: Request) -> ApiError {
@@ -415,7 +412,9 @@ async fn handle_download(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(), ApiError> {
-    let body = body.map_err(|rejection| ApiError::InvalidBody(rejection.body_text()))?;
+    let body = body.map_err(|source| ApiError::InvalidBody {
+        source: BodyError::Read(source),
+    })?;
     let request = parse_request(&body)?;
     let target = check_target(&request.target_directory, &state.allowed_roots)?;
     let hold = hold_time(request.timeout_millis, state.default_request_timeout);
@@ -537,14 +536,14 @@ type PlaceResult = Result<Placement, PlaceFailure>;
 #[derive(Debug, Clone)]
 enum PlaceFailure {
     Artifact(Arc<ArtifactError>),
-    Task(String),
+    Task(Arc<tokio::task::JoinError>),
 }
 
 impl From<PlaceFailure> for ApiError {
     fn from(failure: PlaceFailure) -> Self {
         match failure {
             PlaceFailure::Artifact(error) => ApiError::Place(error),
-            PlaceFailure::Task(detail) => ApiError::PlacementTask(detail),
+            PlaceFailure::Task(source) => ApiError::PlacementTask { source },
         }
     }
 }
@@ -596,7 +595,7 @@ impl Placements {
                         let placed = match placed {
                             Ok(Ok(placement)) => Ok(placement),
                             Ok(Err(error)) => Err(PlaceFailure::Artifact(Arc::new(error))),
-                            Err(error) => Err(PlaceFailure::Task(chain(&error))),
+                            Err(error) => Err(PlaceFailure::Task(Arc::new(error))),
                         };
                         // Gone from the map before the result is out: a request arriving
                         // later places (or checks) afresh.
@@ -613,9 +612,7 @@ impl Placements {
         };
         match placed {
             Some(placed) => placed.map_err(ApiError::from),
-            None => Err(ApiError::PlacementTask(
-                "the placement task ended without a result".to_owned(),
-            )),
+            None => Err(ApiError::PlacementLost),
         }
     }
 
@@ -637,17 +634,23 @@ impl Placements {
 fn parse_request(body: &[u8]) -> Result<ArtifactDownloadRequest, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let request: ArtifactDownloadRequest = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|error| {
-            let path = error.path().to_string();
-            ApiError::InvalidBody(describe_json_error(&path, error.inner()))
+        .map_err(|error| ApiError::InvalidBody {
+            source: BodyError::Json {
+                path: error.path().to_string(),
+                source: error.into_inner(),
+            },
         })?;
-    deserializer
-        .end()
-        .map_err(|error| ApiError::InvalidBody(describe_json_error(".", &error)))?;
+    deserializer.end().map_err(|source| ApiError::InvalidBody {
+        source: BodyError::Json {
+            path: ".".to_owned(),
+            source,
+        },
+    })?;
     Ok(request)
 }
 
-fn describe_json_error(path: &str, error: &serde_json::Error) -> String {
+/// The message of a JSON error at `path`, naming the field at fault.
+pub(crate) fn describe_json_error(path: &str, error: &serde_json::Error) -> String {
     let text = error.to_string();
     let position = format!(" at line {} column {}", error.line(), error.column());
     let bare = text.strip_suffix(&position).unwrap_or(&text);
@@ -674,15 +677,15 @@ fn describe_json_error(path: &str, error: &serde_json::Error) -> String {
 /// canonicalised, so a symlink inside an allowed root cannot lead outside it. The target must
 /// lie strictly below a root (itself canonicalised the same way).
 pub fn check_target(requested: &Path, allowed_roots: &[PathBuf]) -> Result<PathBuf, ApiError> {
-    let refuse = |reason: String| ApiError::TargetNotAllowed {
+    let refuse = |reason: TargetRefusal| ApiError::TargetNotAllowed {
         path: requested.to_owned(),
         reason,
     };
     if !requested.is_absolute() {
-        return Err(refuse("must be an absolute path".to_owned()));
+        return Err(refuse(TargetRefusal::Relative));
     }
     let resolved = resolve(&normalise(requested))
-        .map_err(|error| refuse(format!("cannot be resolved: {error}")))?;
+        .map_err(|source| refuse(TargetRefusal::Unresolvable { source }))?;
     for root in allowed_roots.iter().filter(|root| root.is_absolute()) {
         let root = normalise(root);
         let root = resolve(&root).unwrap_or(root);
@@ -690,19 +693,11 @@ pub fn check_target(requested: &Path, allowed_roots: &[PathBuf]) -> Result<PathB
             return Ok(resolved);
         }
     }
-    let roots: Vec<String> = allowed_roots
-        .iter()
-        .map(|root| root.display().to_string())
-        .collect();
-    let shown = if resolved == normalise(requested) {
-        String::new()
-    } else {
-        format!(" (it resolves to {})", resolved.display())
-    };
-    Err(refuse(format!(
-        "is not below an allowed directory ({}){shown}",
-        roots.join(", ")
-    )))
+    let resolves_to = (resolved != normalise(requested)).then_some(resolved);
+    Err(refuse(TargetRefusal::NotBelowRoot {
+        roots: allowed_roots.to_vec(),
+        resolves_to,
+    }))
 }
 
 /// `.` dropped and `..` applied to the components before it, without touching the disk.

@@ -1,18 +1,14 @@
 //! S3 clients, one per key pair, and the deadline and retries around every S3 request.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::RequestChecksumCalculation;
-use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use singularity_common::config::S3BaseConfig;
-use singularity_runtime::{S3ClientOptions, StaticCredentials, build_s3_client};
+use singularity_runtime::{Backoff, S3ClientMap, S3ClientTuning, StaticCredentials};
 
-use crate::backoff::Backoff;
 use crate::error::{ErrorKind, UploadError};
 
 /// Gives the S3 client for a key pair (`None`: the AWS default credential chain).
@@ -24,59 +20,31 @@ pub trait S3ClientFactory: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Client> + Send + 'a>>;
 }
 
-/// Clients built from the s3base configuration (endpoint, path-style addressing, region),
-/// one per distinct key pair, kept for the life of the process. They make one attempt per
-/// request: the uploader retries with its own deadline and backoff.
-#[derive(Debug)]
-pub struct ConfiguredClients {
-    options: S3ClientOptions,
-    built: tokio::sync::Mutex<HashMap<Option<(String, String)>, Client>>,
-}
-
-impl ConfiguredClients {
-    /// Clients for the s3base configuration, connecting within `connect_timeout`.
-    pub fn new(s3: &S3BaseConfig, connect_timeout: Duration) -> Self {
-        Self {
-            options: S3ClientOptions {
-                credentials: None,
-                connect_timeout: Some(connect_timeout),
-                ..S3ClientOptions::from_config(s3, "")
-            },
-            built: tokio::sync::Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl S3ClientFactory for ConfiguredClients {
+/// Clients as the s3base configuration asks (endpoint, path-style addressing, region), one
+/// per key pair ([`S3ClientMap`]).
+impl S3ClientFactory for S3ClientMap {
     fn client<'a>(
         &'a self,
         credentials: Option<&'a StaticCredentials>,
     ) -> Pin<Box<dyn Future<Output = Client> + Send + 'a>> {
-        Box::pin(async move {
-            let cache_key = credentials.map(|c| (c.access_key.clone(), c.secret_key.clone()));
-            let mut built = self.built.lock().await;
-            if let Some(client) = built.get(&cache_key) {
-                return client.clone();
-            }
-            let options = S3ClientOptions {
-                credentials: credentials.cloned(),
-                ..self.options.clone()
-            };
-            let client = build_s3_client(&options).await;
-            let config = client
-                .config()
-                .to_builder()
-                .retry_config(RetryConfig::standard().with_max_attempts(1))
-                // Bodies carry a Content-MD5 where S3 must check them, and every upload is
-                // checked against its ETag before anything is deleted: the SDK's own CRC32
-                // of each body would be a second checksum of the same bytes on both ends.
-                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-                .build();
-            let client = Client::from_conf(config);
-            built.insert(cache_key, client.clone());
-            client
-        })
+        Box::pin(S3ClientMap::client(self, credentials))
     }
+}
+
+/// The uploader's clients for the s3base configuration, connecting within
+/// `connect_timeout`. They make one attempt per request (the uploader retries with its own
+/// deadline and backoff), and compute no checksum S3 does not require: bodies carry a
+/// Content-MD5 where S3 must check them, and every upload is checked against its ETag before
+/// anything is deleted, so the SDK's own CRC32 of each body would be a second checksum of the
+/// same bytes on both ends.
+pub fn configured_clients(s3: &S3BaseConfig, connect_timeout: Duration) -> S3ClientMap {
+    S3ClientMap::new(
+        s3,
+        S3ClientTuning {
+            connect_timeout: Some(connect_timeout),
+            checksums_only_when_required: true,
+        },
+    )
 }
 
 /// Where a request goes, for errors and logs.
@@ -152,7 +120,6 @@ where
     Fut: Future<Output = Result<T, RequestError<E>>>,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let attempts = retry.attempts.max(1);
     let mut failure = 0;
     loop {
         let error = match tokio::time::timeout(deadline, request()).await {
@@ -169,7 +136,7 @@ where
             },
         };
         failure += 1;
-        if !error.kind().is_transient() || failure >= attempts {
+        if !error.kind().is_transient() || retry.gives_up_after(failure) {
             return Err(error);
         }
         tracing::debug!(%error, attempt = failure, "S3 request failed; trying again");
@@ -225,13 +192,13 @@ mod tests {
             ..S3BaseConfig::default()
         };
         base.s3_access_key = None;
-        let clients = ConfiguredClients::new(&base, Duration::from_secs(1));
+        let clients = configured_clients(&base, Duration::from_secs(1));
         let creds = StaticCredentials {
             access_key: "a".into(),
             secret_key: "b".into(),
         };
-        let client = clients.client(Some(&creds)).await;
-        let again = clients.client(Some(&creds)).await;
+        let client = S3ClientFactory::client(&clients, Some(&creds)).await;
+        let again = S3ClientFactory::client(&clients, Some(&creds)).await;
         assert_eq!(
             format!("{:?}", client.config().region()),
             format!("{:?}", again.config().region())

@@ -378,7 +378,7 @@ impl Driver {
             Ok(ReadOutcome::Rejected(problem)) => {
                 self.known.insert(path.to_owned(), stamp);
                 self.ctx.metrics.metadata_rejected();
-                if problem == metadata::MetadataProblem::Gcs {
+                if matches!(problem, metadata::MetadataProblem::Gcs) {
                     tracing::error!(file = %path.display(), reason = %problem, "ignoring upload metadata");
                 } else {
                     tracing::warn!(file = %path.display(), reason = %problem, "ignoring malformed upload metadata");

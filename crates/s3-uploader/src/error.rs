@@ -2,14 +2,17 @@
 
 use std::path::PathBuf;
 
-use singularity_common::exit;
+use singularity_common::exit::{self, ExitStatus};
 
 /// Why [`crate::run`] could not start or keep running.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The configuration lacks a class the uploader needs.
-    #[error("the configuration was loaded without the {0} class")]
-    ClassMissing(&'static str),
+    #[error("the configuration was loaded without the {class} class")]
+    ClassMissing {
+        /// The class (`s3`, `s3uploader`).
+        class: &'static str,
+    },
     /// The ledger could not be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -31,11 +34,11 @@ pub enum RunError {
     },
 }
 
-impl RunError {
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> u8 {
+impl ExitStatus for RunError {
+    /// 78 when a configuration class is missing, 1 otherwise.
+    fn exit_code(&self) -> u8 {
         match self {
-            Self::ClassMissing(_) => exit::CONFIG,
+            Self::ClassMissing { .. } => exit::CONFIG,
             _ => exit::FAILURE,
         }
     }
@@ -57,12 +60,20 @@ pub enum LedgerError {
     },
     /// The transaction holding a write could not begin or commit: the write may not have been
     /// made.
-    #[error("ledger: {what}: {message}")]
+    #[error("ledger: {what}: {step}: {source}")]
     Batch {
         /// What was being done.
         what: &'static str,
-        /// Why the transaction failed.
-        message: String,
+        /// The step of the transaction that failed (`begin a transaction`, `commit`).
+        step: &'static str,
+        /// Why (shared by every write of the batch).
+        source: std::sync::Arc<sqlx::Error>,
+    },
+    /// An insert answered no row id.
+    #[error("ledger: {what}: no row id answered")]
+    NoRowId {
+        /// What was being done.
+        what: &'static str,
     },
     /// The ledger was closed before the write could be made.
     #[error("ledger: {what}: the ledger is closed")]
@@ -173,7 +184,7 @@ pub enum UploadError {
         /// Key.
         key: String,
         /// What differs.
-        reason: String,
+        reason: Mismatch,
     },
     /// The ledger failed.
     #[error(transparent)]
@@ -205,4 +216,51 @@ impl UploadError {
             _ => None,
         }
     }
+}
+
+/// How what S3 holds (or answered) fails to vouch for the local file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    /// A single PUT got no ETag.
+    #[error("PutObject answered without an ETag")]
+    PutWithoutEtag,
+    /// The file's bytes changed while they were read for the upload.
+    #[error("the file changed while it was being uploaded")]
+    ChangedDuringUpload,
+    /// CreateMultipartUpload got no upload id.
+    #[error("CreateMultipartUpload answered without an upload id")]
+    NoUploadId,
+    /// CompleteMultipartUpload got no ETag where one is needed.
+    #[error("CompleteMultipartUpload answered without an ETag")]
+    CompleteWithoutEtag,
+    /// The completed multipart upload's ETag is not the one of the parts sent.
+    #[error("S3 completed the upload with ETag {answered}, expected {expected}")]
+    CompletedEtag {
+        /// What S3 answered.
+        answered: String,
+        /// The multipart ETag of the parts sent.
+        expected: String,
+    },
+    /// The ledger holds no ETag to confirm the object with.
+    #[error("the ledger has no ETag for this object")]
+    NoRecordedEtag,
+    /// HeadObject found no object.
+    #[error("S3 has no such object")]
+    NoObject,
+    /// The object's size differs from the file's.
+    #[error("S3 holds {on_s3} bytes, the file has {local}")]
+    Size {
+        /// The object's size.
+        on_s3: u64,
+        /// The file's size.
+        local: u64,
+    },
+    /// The object's ETag differs from the one the upload got.
+    #[error("S3 answers ETag {on_s3}, the upload got {recorded}")]
+    Etag {
+        /// The object's ETag now.
+        on_s3: String,
+        /// The ETag recorded when it was uploaded.
+        recorded: String,
+    },
 }

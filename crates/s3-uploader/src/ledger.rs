@@ -468,13 +468,15 @@ async fn apply_batch(
     conn: &mut SqliteConnection,
     batch: &[WriteRequest],
 ) -> Vec<Result<i64, LedgerError>> {
-    let batch_failed = |step: &str, error: &sqlx::Error| -> Vec<Result<i64, LedgerError>> {
+    let batch_failed = |step: &'static str, error: sqlx::Error| -> Vec<Result<i64, LedgerError>> {
+        let source = std::sync::Arc::new(error);
         batch
             .iter()
             .map(|request| {
                 Err(LedgerError::Batch {
                     what: request.write.what(),
-                    message: format!("{step}: {error}"),
+                    step,
+                    source: std::sync::Arc::clone(&source),
                 })
             })
             .collect()
@@ -487,7 +489,7 @@ async fn apply_batch(
     }
     let mut tx = match conn.begin().await {
         Ok(tx) => tx,
-        Err(error) => return batch_failed("begin a transaction", &error),
+        Err(error) => return batch_failed("begin a transaction", error),
     };
     let mut results: Vec<Option<Result<i64, LedgerError>>> = batch.iter().map(|_| None).collect();
     for group in Group::of(batch) {
@@ -516,7 +518,7 @@ async fn apply_batch(
     }
     match tx.commit().await {
         Ok(()) => results.into_iter().flatten().collect(),
-        Err(error) => batch_failed("commit", &error),
+        Err(error) => batch_failed("commit", error),
     }
 }
 
@@ -779,9 +781,8 @@ impl Ledger {
     ) -> Result<FileRecord, LedgerError> {
         self.insert(false, path, size, mtime_ms, bucket, key, now_ms)
             .await?
-            .ok_or(LedgerError::Batch {
+            .ok_or(LedgerError::NoRowId {
                 what: "record a new file",
-                message: "no row id answered".to_owned(),
             })
     }
 

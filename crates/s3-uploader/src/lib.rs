@@ -47,7 +47,6 @@
 //! metrics port cannot be bound), 78 when the configuration is invalid (also from
 //! `--check-config`).
 
-pub mod backoff;
 pub mod clients;
 mod driver;
 pub mod error;
@@ -65,7 +64,7 @@ use std::time::Duration;
 use singularity_runtime::Shutdown;
 use tokio::task::JoinSet;
 
-pub use crate::clients::{ConfiguredClients, S3ClientFactory};
+pub use crate::clients::{S3ClientFactory, configured_clients};
 use crate::driver::Driver;
 pub use crate::error::RunError;
 use crate::metrics::Metrics;
@@ -106,7 +105,7 @@ impl Deps {
     /// Clients from the s3base configuration and the system clock.
     pub fn from_settings(settings: &Settings) -> Self {
         Self {
-            clients: Arc::new(ConfiguredClients::new(&settings.s3, CONNECT_TIMEOUT)),
+            clients: Arc::new(configured_clients(&settings.s3, CONNECT_TIMEOUT)),
             clock: Arc::new(SystemClock),
         }
     }

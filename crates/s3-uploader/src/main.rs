@@ -4,12 +4,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Parser;
 use singularity_common::config::{ConfigClass, DaemonArgs};
-use singularity_common::exit;
-use singularity_runtime::{Shutdown, start_daemon};
-use singularity_s3_uploader::{Deps, RunError, SERVICE, Settings, run};
+use singularity_runtime::{invalid_config, run_daemon, start_daemon};
+use singularity_s3_uploader::{Deps, SERVICE, Settings, run};
 
 /// Uploads task logs named by *.s3.json metadata to S3, deleting each file only once S3 has
 /// confirmed it.
@@ -35,41 +33,10 @@ fn main() -> ExitCode {
     };
     let settings = match Settings::from_loaded(&loaded) {
         Ok(settings) => settings,
-        Err(error) => {
-            tracing::error!(%error, "the configuration is invalid");
-            return ExitCode::from(error.exit_code());
-        }
+        Err(error) => return invalid_config(&error),
     };
-
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(%error, "cannot start the async runtime");
-            return ExitCode::from(exit::FAILURE);
-        }
-    };
-    let code = runtime.block_on(async move {
-        match serve(settings).await {
-            Ok(()) => exit::OK,
-            Err(error) => {
-                tracing::error!("{error:#}");
-                error
-                    .downcast_ref::<RunError>()
-                    .map_or(exit::FAILURE, RunError::exit_code)
-            }
-        }
-    });
-    // Blocking reads cut off by the grace period must not hold the process up.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    ExitCode::from(code)
-}
-
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let shutdown = Shutdown::on_signals().context("install signal handlers")?;
-    let deps = Deps::from_settings(&settings);
-    run(settings, deps, shutdown).await?;
-    Ok(())
+    run_daemon(|shutdown| async move {
+        let deps = Deps::from_settings(&settings);
+        run(settings, deps, shutdown).await
+    })
 }

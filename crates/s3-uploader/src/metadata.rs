@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use singularity_common::fsio::{RecordError, read_json_opt};
@@ -12,23 +13,32 @@ use singularity_common::records::{S3UploadMetadata, UploaderType};
 pub type UploaderId = (PathBuf, String);
 
 /// A metadata file the uploader will not act on, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MetadataProblem {
     /// Not JSON, or a required field is missing or has the wrong type.
-    #[error("{0}")]
-    Unreadable(String),
+    #[error("{source}")]
+    Unreadable {
+        /// The parser's error.
+        source: Arc<serde_json::Error>,
+    },
+    /// The record could not be read as JSON for another reason.
+    #[error("{source}")]
+    Unusable {
+        /// Why.
+        source: Arc<RecordError>,
+    },
     /// A required field is empty.
     #[error("{0} is empty")]
     EmptyField(&'static str),
     /// A glob does not compile.
-    #[error("{field} {glob:?} is not a valid glob: {reason}")]
+    #[error("{field} {glob:?} is not a valid glob: {kind}")]
     BadGlob {
         /// `fileGlob` or `onFinishGlob`.
         field: &'static str,
         /// The glob.
         glob: String,
         /// Why.
-        reason: String,
+        kind: globset::ErrorKind,
     },
     /// `uploaderType: GCS`, which this uploader does not implement.
     #[error(
@@ -36,6 +46,37 @@ pub enum MetadataProblem {
     )]
     Gcs,
 }
+
+/// Problems are equal when they say the same: parser errors compare by their message.
+impl PartialEq for MetadataProblem {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Unreadable { source: a }, Self::Unreadable { source: b }) => {
+                a.to_string() == b.to_string()
+            }
+            (Self::Unusable { source: a }, Self::Unusable { source: b }) => {
+                a.to_string() == b.to_string()
+            }
+            (Self::EmptyField(a), Self::EmptyField(b)) => a == b,
+            (
+                Self::BadGlob {
+                    field: f1,
+                    glob: g1,
+                    kind: k1,
+                },
+                Self::BadGlob {
+                    field: f2,
+                    glob: g2,
+                    kind: k2,
+                },
+            ) => f1 == f2 && g1 == g2 && k1 == k2,
+            (Self::Gcs, Self::Gcs) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for MetadataProblem {}
 
 /// Size, modification time and inode of a file: a change of any means "read it again".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,13 +121,15 @@ pub fn read(path: &Path) -> Result<ReadOutcome, std::io::Error> {
             Ok(spec) => ReadOutcome::Spec(Box::new(spec)),
             Err(problem) => ReadOutcome::Rejected(problem),
         }),
-        Err(RecordError::Parse { source, .. }) => Ok(ReadOutcome::Rejected(
-            MetadataProblem::Unreadable(source.to_string()),
-        )),
+        Err(RecordError::Parse { source, .. }) => {
+            Ok(ReadOutcome::Rejected(MetadataProblem::Unreadable {
+                source: Arc::new(source),
+            }))
+        }
         Err(RecordError::Read { source, .. }) => Err(source),
-        Err(other) => Ok(ReadOutcome::Rejected(MetadataProblem::Unreadable(
-            other.to_string(),
-        ))),
+        Err(other) => Ok(ReadOutcome::Rejected(MetadataProblem::Unusable {
+            source: Arc::new(other),
+        })),
     }
 }
 
@@ -103,7 +146,7 @@ pub fn compile_glob(field: &'static str, glob: &str) -> Result<GlobMatcher, Meta
         .map_err(|e| MetadataProblem::BadGlob {
             field,
             glob: glob.to_owned(),
-            reason: e.kind().to_string(),
+            kind: e.kind().clone(),
         })
 }
 
@@ -301,7 +344,7 @@ mod tests {
         fs::write(&path, "{not json").unwrap();
         assert!(matches!(
             read(&path).unwrap(),
-            ReadOutcome::Rejected(MetadataProblem::Unreadable(_))
+            ReadOutcome::Rejected(MetadataProblem::Unreadable { .. })
         ));
         fs::write(
             &path,
@@ -309,7 +352,8 @@ mod tests {
         )
         .unwrap();
         match read(&path).unwrap() {
-            ReadOutcome::Rejected(MetadataProblem::Unreadable(reason)) => {
+            ReadOutcome::Rejected(MetadataProblem::Unreadable { source }) => {
+                let reason = source.to_string();
                 assert!(reason.contains("missing field `s3Bucket`"), "{reason}");
             }
             other => panic!("{other:?}"),

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use singularity_runtime::MetricsRegistry;
 
 use crate::error::ErrorKind;
 use crate::scan::SkipReason;
@@ -44,7 +43,7 @@ pub const ACTIVE_UPLOADERS: &str = "s3_uploader_active_uploaders";
 pub const IMMEDIATE_UPLOADERS: &str = "s3_uploader_immediate_uploaders";
 
 /// The content type of [`Metrics::encode`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE: &str = singularity_runtime::METRICS_CONTENT_TYPE;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
@@ -54,11 +53,6 @@ struct KindLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
-}
-
-/// Counters take the exposed name without `_total`; the encoder appends it.
-fn counter_name(name: &str) -> &str {
-    name.strip_suffix("_total").unwrap_or(name)
 }
 
 /// Read at scrape time.
@@ -73,7 +67,7 @@ pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
 /// The uploader's metrics and their registry.
 pub struct Metrics {
-    registry: Registry,
+    registry: MetricsRegistry,
     files_uploaded: Counter,
     bytes_uploaded: Counter,
     files_deleted: Counter,
@@ -104,78 +98,34 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric, all at zero.
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let files_uploaded = Counter::default();
-        registry.register(
-            counter_name(FILES_UPLOADED_TOTAL),
-            "Files uploaded and confirmed by S3",
-            files_uploaded.clone(),
-        );
-        let bytes_uploaded = Counter::default();
-        registry.register(
-            counter_name(BYTES_UPLOADED_TOTAL),
-            "Bytes of the files uploaded",
-            bytes_uploaded.clone(),
-        );
-        let files_deleted = Counter::default();
-        registry.register(
-            counter_name(FILES_DELETED_TOTAL),
+        let mut registry = MetricsRegistry::new();
+        let files_uploaded =
+            registry.counter(FILES_UPLOADED_TOTAL, "Files uploaded and confirmed by S3");
+        let bytes_uploaded = registry.counter(BYTES_UPLOADED_TOTAL, "Bytes of the files uploaded");
+        let files_deleted = registry.counter(
+            FILES_DELETED_TOTAL,
             "Local files deleted after S3 confirmed them",
-            files_deleted.clone(),
         );
-        let errors = Family::<KindLabel, Counter>::default();
+        let errors = registry.counter_family(ERRORS_TOTAL, "Failed attempts, by kind");
         for kind in ErrorKind::ALL {
             let _ = errors.get_or_create(&KindLabel {
                 kind: kind.as_str(),
             });
         }
-        registry.register(
-            counter_name(ERRORS_TOTAL),
-            "Failed attempts, by kind",
-            errors.clone(),
-        );
-        let skipped = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            counter_name(FILES_SKIPPED_TOTAL),
+        let skipped = registry.counter_family(
+            FILES_SKIPPED_TOTAL,
             "Files passed over in a pass, by reason",
-            skipped.clone(),
         );
-        let metadata_rejected = Counter::default();
-        registry.register(
-            counter_name(METADATA_REJECTED_TOTAL),
-            "Metadata files rejected",
-            metadata_rejected.clone(),
-        );
-        let queue_depth = Gauge::default();
-        registry.register(
-            QUEUE_DEPTH,
-            "Files waiting for a worker",
-            queue_depth.clone(),
-        );
-        let in_progress = Gauge::default();
-        registry.register(
-            UPLOADS_IN_PROGRESS,
-            "Files being uploaded",
-            in_progress.clone(),
-        );
-        let oldest_pending = Gauge::default();
-        registry.register(
+        let metadata_rejected =
+            registry.counter(METADATA_REJECTED_TOTAL, "Metadata files rejected");
+        let queue_depth = registry.gauge(QUEUE_DEPTH, "Files waiting for a worker");
+        let in_progress = registry.gauge(UPLOADS_IN_PROGRESS, "Files being uploaded");
+        let oldest_pending = registry.gauge(
             OLDEST_PENDING_AGE_SECONDS,
             "Age of the oldest file found and not yet uploaded, in seconds",
-            oldest_pending.clone(),
         );
-        let uploaders = Gauge::default();
-        registry.register(
-            ACTIVE_UPLOADERS,
-            "Uploaders being served",
-            uploaders.clone(),
-        );
-        let immediate = Gauge::default();
-        registry.register(
-            IMMEDIATE_UPLOADERS,
-            "Immediate uploaders being served",
-            immediate.clone(),
-        );
+        let uploaders = registry.gauge(ACTIVE_UPLOADERS, "Uploaders being served");
+        let immediate = registry.gauge(IMMEDIATE_UPLOADERS, "Immediate uploaders being served");
         Self {
             registry,
             files_uploaded,
@@ -275,11 +225,7 @@ impl Metrics {
             .map(|f| f())
             .unwrap_or_default();
         self.oldest_pending.set(snapshot.oldest_pending_age_seconds);
-        let mut text = String::new();
-        if encode(&mut text, &self.registry).is_err() {
-            text.clear();
-        }
-        text
+        self.registry.encode()
     }
 }
 
@@ -289,27 +235,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: singularity_runtime::Shutdown,
 ) {
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = Arc::clone(&metrics);
-                async move {
-                    (
-                        [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
-                        metrics.encode(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }));
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await;
-    if let Err(error) = result {
-        tracing::error!(%error, "the metrics listener failed");
-    }
+    singularity_runtime::serve_metrics(listener, move || metrics.encode(), shutdown).await;
 }
 
 #[cfg(test)]

@@ -33,8 +33,11 @@ pub enum Encryption {
     None,
     /// SSE-S3 (AES256).
     S3,
-    /// SSE-KMS with this key id.
-    Kms(String),
+    /// SSE-KMS.
+    Kms {
+        /// The KMS key id.
+        key_id: String,
+    },
 }
 
 impl Encryption {
@@ -42,7 +45,9 @@ impl Encryption {
     /// algorithm per object, and the key names the stronger wish.
     pub fn of(metadata: &S3UploadMetadata) -> Self {
         match &metadata.encryption_key {
-            Some(key) if !key.is_empty() => Self::Kms(key.clone()),
+            Some(key) if !key.is_empty() => Self::Kms {
+                key_id: key.clone(),
+            },
             _ if metadata.use_s3_server_side_encryption => Self::S3,
             _ => Self::None,
         }
@@ -50,7 +55,7 @@ impl Encryption {
 
     /// Whether S3's ETag is the MD5 of the content. With SSE-KMS it is not.
     pub fn etag_is_md5(&self) -> bool {
-        !matches!(self, Self::Kms(_))
+        !matches!(self, Self::Kms { .. })
     }
 }
 
@@ -130,7 +135,7 @@ macro_rules! apply_options {
         builder = match &options.encryption {
             Encryption::None => builder,
             Encryption::S3 => builder.server_side_encryption(ServerSideEncryption::Aes256),
-            Encryption::Kms(key) => builder
+            Encryption::Kms { key_id: key } => builder
                 .server_side_encryption(ServerSideEncryption::AwsKms)
                 .ssekms_key_id(key),
         };
@@ -245,10 +250,16 @@ pub enum PutAnswer {
     /// The answered ETag is the MD5 of the bytes read from the file, and S3 computes a single
     /// PUT's ETag as the MD5 of the bytes it stored: S3 holds exactly the file's bytes (and so
     /// its size), which is the confirmation a HeadObject would give.
-    Confirmed(String),
+    Confirmed {
+        /// The answered ETag.
+        etag: String,
+    },
     /// The ETag cannot vouch for the content (SSE-KMS ETags are not MD5s) or none was
     /// answered: a HeadObject must confirm the object before the file is deleted.
-    Unconfirmed(String),
+    Unconfirmed {
+        /// The ETag to check against (the answered one, else the MD5 of the bytes read).
+        etag: String,
+    },
     /// The ETag is the MD5 of other bytes than those read: the file changed while it was being
     /// read, or the body was corrupted. Nothing may be deleted.
     Mismatch {
@@ -266,10 +277,10 @@ pub enum PutAnswer {
 pub fn check_put_answer(answered: Option<&str>, md5: &[u8; 16], etag_is_md5: bool) -> PutAnswer {
     let expected = single_etag(md5);
     match answered.map(bare_etag) {
-        Some(etag) if !etag_is_md5 => PutAnswer::Unconfirmed(etag),
-        Some(etag) if etag_eq(&etag, &expected) => PutAnswer::Confirmed(etag),
+        Some(etag) if !etag_is_md5 => PutAnswer::Unconfirmed { etag },
+        Some(etag) if etag_eq(&etag, &expected) => PutAnswer::Confirmed { etag },
         Some(answered) => PutAnswer::Mismatch { answered, expected },
-        None if etag_is_md5 => PutAnswer::Unconfirmed(expected),
+        None if etag_is_md5 => PutAnswer::Unconfirmed { etag: expected },
         None => PutAnswer::Missing,
     }
 }
@@ -285,7 +296,9 @@ mod tests {
         let quoted = format!("\"{}\"", hex.to_uppercase());
         assert_eq!(
             check_put_answer(Some(&quoted), &md5, true),
-            PutAnswer::Confirmed(hex.to_uppercase())
+            PutAnswer::Confirmed {
+                etag: hex.to_uppercase()
+            }
         );
         // Another content's MD5: never a confirmation.
         let other = single_etag(&md5_of(b"hellO"));
@@ -299,16 +312,16 @@ mod tests {
         // SSE-KMS: the ETag is no MD5, whatever it looks like; HeadObject decides.
         assert_eq!(
             check_put_answer(Some(&hex), &md5, false),
-            PutAnswer::Unconfirmed(hex.clone())
+            PutAnswer::Unconfirmed { etag: hex.clone() }
         );
         assert_eq!(
             check_put_answer(Some(&other), &md5, false),
-            PutAnswer::Unconfirmed(other)
+            PutAnswer::Unconfirmed { etag: other }
         );
         // No ETag: HeadObject must find the expected one; with SSE-KMS there is none to find.
         assert_eq!(
             check_put_answer(None, &md5, true),
-            PutAnswer::Unconfirmed(hex)
+            PutAnswer::Unconfirmed { etag: hex }
         );
         assert_eq!(check_put_answer(None, &md5, false), PutAnswer::Missing);
     }
@@ -369,7 +382,12 @@ mod tests {
         m.use_s3_server_side_encryption = true;
         assert_eq!(Encryption::of(&m), Encryption::S3);
         m.encryption_key = Some("alias/logs".into());
-        assert_eq!(Encryption::of(&m), Encryption::Kms("alias/logs".into()));
+        assert_eq!(
+            Encryption::of(&m),
+            Encryption::Kms {
+                key_id: "alias/logs".into(),
+            }
+        );
         assert!(!Encryption::of(&m).etag_is_md5());
         m.encryption_key = Some(String::new());
         assert_eq!(Encryption::of(&m), Encryption::S3);
@@ -414,7 +432,12 @@ mod tests {
         assert_eq!(meta["starttime"], "1668780000000");
         assert_eq!(meta["endtime"], "1668781234567");
 
-        let put = apply_put(client.put_object(), &options(Encryption::Kms("k1".into())));
+        let put = apply_put(
+            client.put_object(),
+            &options(Encryption::Kms {
+                key_id: "k1".into(),
+            }),
+        );
         assert_eq!(
             put.get_server_side_encryption(),
             &Some(ServerSideEncryption::AwsKms)
@@ -430,7 +453,9 @@ mod tests {
         let client = offline_client();
         let create = apply_create_multipart(
             client.create_multipart_upload(),
-            &options(Encryption::Kms("k2".into())),
+            &options(Encryption::Kms {
+                key_id: "k2".into(),
+            }),
         );
         assert_eq!(create.get_content_type().as_deref(), Some("text/plain"));
         assert_eq!(create.get_storage_class(), &Some(StorageClass::StandardIa));

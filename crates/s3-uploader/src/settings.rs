@@ -7,9 +7,8 @@ use std::time::Duration;
 use singularity_common::config::{
     BucketCredentials, LoadedConfig, S3BaseConfig, S3ContentHeaders, S3UploaderConfig,
 };
-use singularity_runtime::StaticCredentials;
+use singularity_runtime::{Backoff, StaticCredentials};
 
-use crate::backoff::Backoff;
 use crate::error::RunError;
 
 /// Everything [`crate::run`] needs from the configuration.
@@ -117,11 +116,13 @@ impl Settings {
     /// The settings of a configuration loaded with
     /// [`ConfigClass::FOR_S3_UPLOADER`](singularity_common::config::ConfigClass).
     pub fn from_loaded(loaded: &LoadedConfig) -> Result<Self, RunError> {
-        let s3 = loaded.s3.as_ref().ok_or(RunError::ClassMissing("s3"))?;
-        let uploader = loaded
-            .s3uploader
+        let s3 = loaded
+            .s3
             .as_ref()
-            .ok_or(RunError::ClassMissing("s3uploader"))?;
+            .ok_or(RunError::ClassMissing { class: "s3" })?;
+        let uploader = loaded.s3uploader.as_ref().ok_or(RunError::ClassMissing {
+            class: "s3uploader",
+        })?;
         let hostname = uploader
             .common
             .hostname
@@ -282,6 +283,16 @@ mod tests {
         );
     }
 
+    fn settings_of(uploader: &S3UploaderConfig) -> Settings {
+        Settings::new(
+            "/m".into(),
+            ".s3.json".into(),
+            "h".into(),
+            &S3BaseConfig::default(),
+            uploader,
+        )
+    }
+
     #[test]
     fn settings_follow_the_java_keys() {
         let uploader = S3UploaderConfig {
@@ -292,13 +303,7 @@ mod tests {
             metrics_http_port: Some(0),
             ..S3UploaderConfig::default()
         };
-        let settings = Settings::new(
-            "/m".into(),
-            ".s3.json".into(),
-            "h".into(),
-            &S3BaseConfig::default(),
-            &uploader,
-        );
+        let settings = settings_of(&uploader);
         assert_eq!(settings.request_retry.attempts, 1);
         assert_eq!(settings.request_retry.base, Duration::from_millis(500));
         assert_eq!(settings.file_retry.max, Duration::from_secs(300));
@@ -306,5 +311,21 @@ mod tests {
         assert_eq!(settings.part_size, crate::plan::MIN_PART_SIZE);
         assert_eq!(settings.metrics_port, None);
         assert_eq!(settings.stop_checking_after_millis, 604_800_000);
+    }
+
+    /// `retryCount` counts attempts in all (the Java uploader stops after N attempts), which
+    /// is what [`Backoff::attempts`] counts: no translation, only at least one attempt.
+    #[test]
+    fn retry_count_is_the_number_of_attempts() {
+        for (retry_count, attempts) in [(0, 1), (1, 1), (2, 2), (5, 5)] {
+            let uploader = S3UploaderConfig {
+                retry_count,
+                ..S3UploaderConfig::default()
+            };
+            let settings = settings_of(&uploader);
+            assert_eq!(settings.request_retry.attempts, attempts, "{retry_count}");
+            assert!(!settings.request_retry.gives_up_after(attempts - 1));
+            assert!(settings.request_retry.gives_up_after(attempts));
+        }
     }
 }

@@ -17,7 +17,7 @@ use singularity_runtime::StaticCredentials;
 
 use crate::Clock;
 use crate::clients::{RequestError, S3ClientFactory, Target, call, deadline_for};
-use crate::error::{ErrorKind, UploadError};
+use crate::error::{ErrorKind, Mismatch, UploadError};
 use crate::ledger::{FileRecord, FileState, Ledger, PartRecord};
 use crate::metadata::{UploaderId, UploaderSpec};
 use crate::metrics::Metrics;
@@ -381,14 +381,14 @@ impl UploadContext {
         };
         let etag_is_md5 = options.encryption.etag_is_md5();
         let (etag, confirmed) = match plan::check_put_answer(etag.as_deref(), &md5, etag_is_md5) {
-            PutAnswer::Confirmed(etag) => (etag, true),
-            PutAnswer::Unconfirmed(etag) => (etag, false),
+            PutAnswer::Confirmed { etag } => (etag, true),
+            PutAnswer::Unconfirmed { etag } => (etag, false),
             // The bytes read for the MD5 are not the bytes S3 received: the file changed.
             PutAnswer::Mismatch { .. } => {
                 return self.changed_during_upload(client, job, row).await;
             }
             PutAnswer::Missing => {
-                return Err(self.verify_error(job, row, "PutObject answered without an ETag"));
+                return Err(self.verify_error(job, row, Mismatch::PutWithoutEtag));
             }
         };
         self.ledger.mark_uploaded(row.id, &etag, self.now()).await?;
@@ -408,15 +408,15 @@ impl UploadContext {
         *row = self
             .restart(client, job, row.clone(), meta.len(), mtime_millis(&meta))
             .await?;
-        Err(self.verify_error(job, row, "the file changed while it was being uploaded"))
+        Err(self.verify_error(job, row, Mismatch::ChangedDuringUpload))
     }
 
-    fn verify_error(&self, job: &FileJob, row: &FileRecord, reason: &str) -> UploadError {
+    fn verify_error(&self, job: &FileJob, row: &FileRecord, reason: Mismatch) -> UploadError {
         UploadError::Verify {
             path: job.path.clone(),
             bucket: row.bucket.clone(),
             key: row.key.clone(),
-            reason: reason.to_owned(),
+            reason,
         }
     }
 
@@ -440,11 +440,7 @@ impl UploadContext {
         })
         .await?;
         let Some(upload_id) = response.upload_id else {
-            return Err(self.verify_error(
-                job,
-                row,
-                "CreateMultipartUpload answered without an upload id",
-            ));
+            return Err(self.verify_error(job, row, Mismatch::NoUploadId));
         };
         let part_size = plan::effective_part_size(row.size, self.settings.part_size);
         self.ledger
@@ -644,19 +640,18 @@ impl UploadContext {
             Some(etag) => etag,
             None if encryption.etag_is_md5() => expected.clone(),
             None => {
-                return Err(self.verify_error(
-                    job,
-                    row,
-                    "CompleteMultipartUpload answered without an ETag",
-                ));
+                return Err(self.verify_error(job, row, Mismatch::CompleteWithoutEtag));
             }
         };
         if encryption.etag_is_md5() && !plan::etag_eq(&etag, &expected) {
-            let reason = format!("S3 completed the upload with ETag {etag}, expected {expected}");
+            let reason = Mismatch::CompletedEtag {
+                answered: etag,
+                expected: expected.clone(),
+            };
             *row = self
                 .restart(client, job, row.clone(), row.size, row.mtime_ms)
                 .await?;
-            return Err(self.verify_error(job, row, &reason));
+            return Err(self.verify_error(job, row, reason));
         }
         self.ledger.mark_uploaded(row.id, &etag, self.now()).await?;
         self.metrics.uploaded(row.size);
@@ -724,23 +719,25 @@ impl UploadContext {
             row = self
                 .restart(client, job, row.clone(), row.size, row.mtime_ms)
                 .await?;
-            return Err(self.verify_error(job, &row, "the ledger has no ETag for this object"));
+            return Err(self.verify_error(job, &row, Mismatch::NoRecordedEtag));
         };
         let on_s3 = head(self, client, &row.bucket, &row.key).await?;
         let mismatch = match &on_s3 {
-            None => Some("S3 has no such object".to_owned()),
-            Some((size, _)) if *size != row.size => {
-                Some(format!("S3 holds {size} bytes, the file has {}", row.size))
-            }
-            Some((_, etag)) if !plan::etag_eq(etag, &recorded_etag) => Some(format!(
-                "S3 answers ETag {etag}, the upload got {recorded_etag}"
-            )),
+            None => Some(Mismatch::NoObject),
+            Some((size, _)) if *size != row.size => Some(Mismatch::Size {
+                on_s3: *size,
+                local: row.size,
+            }),
+            Some((_, etag)) if !plan::etag_eq(etag, &recorded_etag) => Some(Mismatch::Etag {
+                on_s3: etag.clone(),
+                recorded: recorded_etag.clone(),
+            }),
             Some(_) => None,
         };
         if let Some(reason) = mismatch {
             self.restart(client, job, row.clone(), row.size, row.mtime_ms)
                 .await?;
-            return Err(self.verify_error(job, row, &reason));
+            return Err(self.verify_error(job, row, reason));
         }
         self.delete_local(client, job, row).await
     }
@@ -940,7 +937,7 @@ struct PartSender {
     key: String,
     upload_id: String,
     timeout: Duration,
-    retry: crate::backoff::Backoff,
+    retry: singularity_runtime::Backoff,
 }
 
 impl PartSender {

@@ -47,7 +47,10 @@ fn assert_unsafe(err: &ArtifactError, expected_entry: &str, reason_part: &str) {
     match err {
         ArtifactError::UnsafeEntry { entry, reason, .. } => {
             assert_eq!(entry, expected_entry);
-            assert!(reason.contains(reason_part), "reason {reason:?}");
+            assert!(
+                reason.to_string().contains(reason_part),
+                "reason {reason:?}"
+            );
         }
         other => panic!("expected UnsafeEntry for {expected_entry}, got {other:?}"),
     }

@@ -152,7 +152,7 @@ pub(crate) fn from_properties<'a>(
                         },
                     );
                 }
-                Err(reason) => report.invalid(&origin, &written, reason),
+                Err(reason) => report.invalid(&origin, &written, reason.to_string()),
             },
             PropertyTarget::Logger(name) => {
                 let entry = map_entry(&mut entries, spec, &origin);
@@ -211,17 +211,39 @@ fn add_part(entry: &mut Entry, name: String, origin: Origin, written: String) {
     });
 }
 
+/// Why a `.properties` value does not fit its key's kind.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PropertyValueError {
+    /// Not of the kind at all.
+    #[error("{}", kind.expected())]
+    Expected {
+        /// The key's kind.
+        kind: ValueKind,
+    },
+    /// A list written as JSON that does not parse.
+    #[error("expected a JSON list: {source}")]
+    JsonList {
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// A JSON value that does not parse.
+    #[error("expected JSON: {source}")]
+    Json {
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+}
+
 /// Converts a `.properties` value to JSON by the key's kind.
-pub(crate) fn from_property_text(kind: ValueKind, text: &str) -> Result<Value, String> {
+pub(crate) fn from_property_text(kind: ValueKind, text: &str) -> Result<Value, PropertyValueError> {
+    let expected = || PropertyValueError::Expected { kind };
     match kind {
-        ValueKind::Bool => parse_bool(text)
-            .map(Value::Bool)
-            .ok_or_else(|| kind.expected()),
+        ValueKind::Bool => parse_bool(text).map(Value::Bool).ok_or_else(expected),
         ValueKind::Integer => {
             if text.is_empty() {
                 return Ok(Value::Null);
             }
-            parse_integer(text).ok_or_else(|| kind.expected())
+            parse_integer(text).ok_or_else(expected)
         }
         ValueKind::String => Ok(Value::String(text.to_owned())),
         ValueKind::Path | ValueKind::Choice(_) => Ok(if text.is_empty() {
@@ -232,7 +254,7 @@ pub(crate) fn from_property_text(kind: ValueKind, text: &str) -> Result<Value, S
         ValueKind::List | ValueKind::FileList => {
             if text.starts_with('[') {
                 return serde_json::from_str(text)
-                    .map_err(|error| format!("expected a JSON list: {error}"));
+                    .map_err(|source| PropertyValueError::JsonList { source });
             }
             Ok(Value::Array(
                 text.split(',')
@@ -246,9 +268,9 @@ pub(crate) fn from_property_text(kind: ValueKind, text: &str) -> Result<Value, S
             if text.is_empty() {
                 return Ok(Value::Null);
             }
-            serde_json::from_str(text).map_err(|error| format!("expected JSON: {error}"))
+            serde_json::from_str(text).map_err(|source| PropertyValueError::Json { source })
         }
-        ValueKind::LogLevels | ValueKind::BucketCredentials => Err(kind.expected()),
+        ValueKind::LogLevels | ValueKind::BucketCredentials => Err(expected()),
     }
 }
 
@@ -521,32 +543,27 @@ mod tests {
 
     #[test]
     fn property_text_converts_by_kind() {
+        let text = |kind, text| from_property_text(kind, text).map_err(|e| e.to_string());
+        assert_eq!(text(ValueKind::Bool, "TRUE"), Ok(Value::Bool(true)));
         assert_eq!(
-            from_property_text(ValueKind::Bool, "TRUE"),
-            Ok(Value::Bool(true))
-        );
-        assert_eq!(
-            from_property_text(ValueKind::Bool, "yes"),
+            text(ValueKind::Bool, "yes"),
             Err("expected true or false".to_owned())
         );
+        assert_eq!(text(ValueKind::Integer, "42"), Ok(Value::from(42)));
         assert_eq!(
-            from_property_text(ValueKind::Integer, "42"),
-            Ok(Value::from(42))
-        );
-        assert_eq!(
-            from_property_text(ValueKind::Integer, "4x"),
+            text(ValueKind::Integer, "4x"),
             Err("expected an integer".to_owned())
         );
         assert_eq!(
-            from_property_text(ValueKind::List, " a, ,b ,"),
+            text(ValueKind::List, " a, ,b ,"),
             Ok(serde_json::json!(["a", "b"]))
         );
         assert_eq!(
-            from_property_text(ValueKind::List, r#"["a,b", "c"]"#),
+            text(ValueKind::List, r#"["a,b", "c"]"#),
             Ok(serde_json::json!(["a,b", "c"]))
         );
-        assert_eq!(from_property_text(ValueKind::Path, ""), Ok(Value::Null));
-        assert!(from_property_text(ValueKind::Json, "{oops").is_err());
+        assert_eq!(text(ValueKind::Path, ""), Ok(Value::Null));
+        assert!(text(ValueKind::Json, "{oops").is_err());
     }
 
     #[test]

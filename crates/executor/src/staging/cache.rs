@@ -1,17 +1,18 @@
 //! The shared artifact cache (`artifactCacheDirectory`), as the in-process fetch uses it:
 //! hit checks, verified streaming fills, and placing a cached file into the task.
 //!
-//! The downloader indexes this directory too. Temp files here are hidden and end in `.tmp`,
-//! which the downloader neither adopts nor removes; finished files get their cache name
+//! The downloader indexes this directory too; both follow its file protocol
+//! ([`singularity_artifacts::cache_dir`]): temp files here are hidden and end in `.tmp`, which
+//! the downloader neither adopts nor removes; finished files get their cache name
 //! (`<md5>-<filename>` or `<filename>`) by an atomic rename, so the downloader adopts them
 //! whole.
 
-use std::fs::{self, Permissions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use singularity_artifacts::cache_dir::{self, CacheWriter};
 use singularity_artifacts::{
     ArtifactError, ExtractLimits, Md5Writer, Placement, md5_file, md5_matches, place_artifact,
 };
@@ -20,10 +21,6 @@ use tokio::task::JoinHandle;
 
 use super::StagingError;
 
-/// Mode of cached artifacts: `rw-r--r--`.
-const CACHED_FILE_MODE: u32 = 0o644;
-/// Prefix of this executor's temp files in the cache directory.
-const TEMP_PREFIX: &str = ".singularity-executor-";
 /// Chunks buffered between the network and the writer thread.
 const FILL_QUEUE: usize = 16;
 
@@ -119,14 +116,7 @@ fn write_cache_file(
         source,
     };
     let dest = dir.join(&expected.cache_name);
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(
-            "{TEMP_PREFIX}{}.",
-            name_prefix(&expected.cache_name)
-        ))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| io_error("create temporary file in", dir, e))?;
+    let tmp = cache_dir::create_temp(dir, CacheWriter::Executor, &expected.cache_name)?;
     let tmp_path = tmp.path().to_path_buf();
     let mut writer = Md5Writer::new(tmp, &dest);
     loop {
@@ -146,24 +136,13 @@ fn write_cache_file(
         }
     }
     let verified = writer.finish(expected.md5.as_deref(), expected.size())?;
-    let file = verified.inner;
-    file.as_file()
-        .set_permissions(Permissions::from_mode(CACHED_FILE_MODE))
-        .map_err(|e| io_error("chmod", &tmp_path, e))?;
     // Replacing an existing file is right: it either failed the hit check or is an identical
     // copy someone else verified meanwhile.
-    file.persist(&dest)
-        .map_err(|e| io_error("rename to", &dest, e.error))?;
-    Ok(dest)
-}
-
-/// At most 64 bytes of `name`, so temp names stay under NAME_MAX.
-fn name_prefix(name: &str) -> &str {
-    let mut end = name.len().min(64);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
+    Ok(cache_dir::adopt(
+        verified.inner.into_temp_path(),
+        dir,
+        &expected.cache_name,
+    )?)
 }
 
 /// Puts a cached artifact into `target`: a tarball is extracted there, anything else copied to
@@ -195,6 +174,7 @@ pub(crate) async fn place(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn expected(name: &str, md5: Option<&str>, size: Option<i64>) -> Expected {
         Expected {

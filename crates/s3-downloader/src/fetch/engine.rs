@@ -43,7 +43,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 
-use super::retry::RetryPolicy;
+use singularity_runtime::Backoff;
+
+use super::{Change, InternalError};
 
 /// Bytes gathered from a response before they are written with one blocking call and
 /// handed to the hasher in one message.
@@ -140,7 +142,7 @@ pub(crate) enum EngineError {
     /// The object's size is not the expected one.
     SizeMismatch { expected: u64, actual: u64 },
     /// The object changed between two requests of this transfer.
-    Changed(String),
+    Changed(Change),
     /// Every attempt of a request ran out of time.
     Timeout {
         what: String,
@@ -156,7 +158,7 @@ pub(crate) enum EngineError {
     /// Writing the file failed.
     Write(std::io::Error),
     /// A task of the transfer died (a panic).
-    Internal(String),
+    Internal(InternalError),
 }
 
 /// The transfer's knobs.
@@ -165,7 +167,7 @@ pub(crate) struct EngineConfig {
     pub part_size: u64,
     pub part_concurrency: usize,
     pub part_timeout: Duration,
-    pub retry: RetryPolicy,
+    pub retry: Backoff,
     /// Start writeback of each batch as soon as it is written, for a transfer that is
     /// fsynced as soon as it ends.
     pub write_behind: bool,
@@ -210,7 +212,7 @@ impl PartBudget {
         Arc::clone(&self.permits)
             .acquire_owned()
             .await
-            .map_err(|_| EngineError::Internal("the part budget is closed".to_owned()))
+            .map_err(|_| EngineError::Internal(InternalError::BudgetClosed))
     }
 
     fn spare(&self) -> std::sync::MutexGuard<'_, Vec<BytesMut>> {
@@ -332,7 +334,7 @@ async fn transfer<S: PartSource>(
         });
     }
     let parts = usize::try_from(total.div_ceil(part_size))
-        .map_err(|_| EngineError::Internal(format!("{total} bytes is too many parts")))?;
+        .map_err(|_| EngineError::Internal(InternalError::TooManyParts { total }))?;
     let first = first.map(|response| (response, first_permit));
     let md5 = run_parts(&ctx, budget, total, part_size, parts, first).await?;
     Ok(Transfer {
@@ -391,7 +393,7 @@ impl<S: PartSource> Ctx<S> {
                 AttemptError::Source(e) => e.kind == SourceErrorKind::Transient,
                 AttemptError::Fatal(_) => false,
             };
-            if !retryable || retry >= self.config.retry.retries {
+            if !retryable || self.config.retry.gives_up_after(retry + 1) {
                 return Err(self.final_error(what, retry + 1, error));
             }
             let delay = self.config.retry.delay(retry);
@@ -489,7 +491,10 @@ impl<S: PartSource> Ctx<S> {
         match self.size_from_head().await {
             Ok(actual) if actual != total => match self.expected_size {
                 Some(expected) => EngineError::SizeMismatch { expected, actual },
-                None => EngineError::Changed(format!("size {total} became {actual}")),
+                None => EngineError::Changed(Change::Size {
+                    before: total,
+                    after: actual,
+                }),
             },
             Ok(_) => EngineError::Source {
                 what: what.to_owned(),
@@ -501,7 +506,7 @@ impl<S: PartSource> Ctx<S> {
     }
 
     /// Records the first ETag seen, and fails if a later one differs.
-    fn check_etag(&self, etag: Option<&str>) -> Result<(), String> {
+    fn check_etag(&self, etag: Option<&str>) -> Result<(), Change> {
         let Some(etag) = etag else { return Ok(()) };
         let mut seen = self
             .etag
@@ -513,7 +518,10 @@ impl<S: PartSource> Ctx<S> {
                 Ok(())
             }
             Some(first) if first == etag => Ok(()),
-            Some(first) => Err(format!("ETag {first} became {etag}")),
+            Some(first) => Err(Change::Etag {
+                before: first.to_owned(),
+                after: etag.to_owned(),
+            }),
         }
     }
 
@@ -532,7 +540,10 @@ impl<S: PartSource> Ctx<S> {
                     expected,
                     actual: response.total,
                 },
-                None => EngineError::Changed(format!("size {total} became {}", response.total)),
+                None => EngineError::Changed(Change::Size {
+                    before: total,
+                    after: response.total,
+                }),
             }));
         }
         let whole = start == 0 && end == total;
@@ -553,7 +564,7 @@ impl<S: PartSource> Ctx<S> {
             )));
         }
         self.check_etag(response.etag.as_deref())
-            .map_err(|detail| AttemptError::Fatal(EngineError::Changed(detail)))
+            .map_err(|change| AttemptError::Fatal(EngineError::Changed(change)))
     }
 }
 
@@ -656,7 +667,10 @@ async fn run_parts<S: PartSource>(
             Event::Joined(None | Some(Ok(Ok(())))) => {}
             Event::Joined(Some(Ok(Err(error)))) => return Err(error),
             Event::Joined(Some(Err(error))) => {
-                return Err(EngineError::Internal(format!("part task: {error}")));
+                return Err(EngineError::Internal(InternalError::task(
+                    "part task",
+                    error,
+                )));
             }
             // The hasher has stopped: finished, or died (told apart below).
             Event::Progress(false) => break,
@@ -669,15 +683,18 @@ async fn run_parts<S: PartSource>(
         match joined {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(error),
-            Err(error) => return Err(EngineError::Internal(format!("part task: {error}"))),
+            Err(error) => {
+                return Err(EngineError::Internal(InternalError::task(
+                    "part task",
+                    error,
+                )));
+            }
         }
     }
     match hasher.await {
         Ok(Some(md5)) => Ok(md5),
-        Ok(None) => Err(EngineError::Internal(
-            "the hasher stopped before the last part".to_owned(),
-        )),
-        Err(error) => Err(EngineError::Internal(format!("hasher: {error}"))),
+        Ok(None) => Err(EngineError::Internal(InternalError::HasherIncomplete)),
+        Err(error) => Err(EngineError::Internal(InternalError::task("hasher", error))),
     }
 }
 
@@ -773,7 +790,7 @@ async fn run_part<S: PartSource>(
     result?;
     hasher
         .send(Hash::Done(part))
-        .map_err(|_| EngineError::Internal("the hasher stopped early".to_owned()))
+        .map_err(|_| EngineError::Internal(InternalError::HasherStoppedEarly))
 }
 
 /// Where a part's bytes go: the hasher (told which part they belong to) and, through
@@ -957,9 +974,9 @@ impl Writer {
         match running.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(AttemptError::Fatal(EngineError::Write(error))),
-            Err(error) => Err(AttemptError::Fatal(EngineError::Internal(format!(
-                "write task: {error}"
-            )))),
+            Err(error) => Err(AttemptError::Fatal(EngineError::Internal(
+                InternalError::task("write task", error),
+            ))),
         }
     }
 
@@ -990,7 +1007,7 @@ async fn deliver<S: PartSource>(
     sink.hasher
         .send(Hash::Data(sink.part, chunks.clone()))
         .map_err(|_| {
-            AttemptError::Fatal(EngineError::Internal("the hasher stopped early".to_owned()))
+            AttemptError::Fatal(EngineError::Internal(InternalError::HasherStoppedEarly))
         })?;
     // Counted before the write completes: the bytes are hashed already, and the write below
     // either lands or fails the whole transfer.

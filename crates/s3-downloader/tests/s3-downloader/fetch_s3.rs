@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use singularity_common::records::S3Artifact;
-use singularity_s3_downloader::fetch::{
-    ConfiguredS3Clients, FetchError, FetchSettings, Fetcher, S3Clients as _,
-};
+use singularity_s3_downloader::fetch::{FetchError, FetchSettings, Fetcher, S3Clients as _};
 
 use crate::support::fetch::{Env, MIB, settings};
 use crate::support::random_bytes;
@@ -403,7 +401,7 @@ async fn bucket_credentials_come_before_the_configured_keys() {
             secret_key: singularity_common::config::Secret::new(env.s3.secret_key()),
         },
     );
-    let clients = ConfiguredS3Clients::new(&config).await;
+    let clients = singularity_s3_downloader::fetch::configured_s3_clients(&config).await;
     assert_eq!(clients.distinct_clients(), 2);
     let cache =
         singularity_s3_downloader::cache::ArtifactCache::open(env.cache_dir.path(), 1 << 30)
@@ -434,6 +432,7 @@ async fn bucket_credentials_come_before_the_configured_keys() {
     assert!(
         clients
             .client_for("se-test-other")
+            .await
             .config()
             .retry_config()
             .is_some_and(|r| r.max_attempts() == 1)

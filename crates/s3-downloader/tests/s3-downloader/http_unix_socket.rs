@@ -11,7 +11,7 @@ use singularity_common::config::S3BaseConfig;
 use singularity_runtime::Shutdown;
 use singularity_s3_downloader::cache::ArtifactCache;
 use singularity_s3_downloader::error::ServeError;
-use singularity_s3_downloader::fetch::{ConfiguredS3Clients, Fetcher};
+use singularity_s3_downloader::fetch::{Fetcher, configured_s3_clients};
 use singularity_s3_downloader::server::{Server, ServiceConfig};
 
 use crate::support::http::{self, Daemon, Options, mode, request};
@@ -133,7 +133,7 @@ async fn start_on(daemon: &Daemon, service: ServiceConfig) -> Result<Server, Ser
         s3_path_style_access: true,
         ..Default::default()
     };
-    let clients = ConfiguredS3Clients::new(&s3).await;
+    let clients = configured_s3_clients(&s3).await;
     let fetcher = Arc::new(Fetcher::new(cache, Arc::new(clients), Default::default()));
     Server::bind(service, fetcher).await
 }

@@ -18,7 +18,7 @@ use aws_sdk_s3::error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use md5::Digest as _;
 use singularity_runtime::StaticCredentials;
-use singularity_s3_uploader::{ConfiguredClients, S3ClientFactory};
+use singularity_s3_uploader::{S3ClientFactory, configured_clients};
 
 use crate::support::{self, Env, data, files_in, server_with_bucket, wait_until};
 
@@ -85,7 +85,7 @@ impl Intercept for Watcher {
 }
 
 struct WatchedClients {
-    inner: ConfiguredClients,
+    inner: singularity_runtime::S3ClientMap,
     watcher: Watcher,
 }
 
@@ -110,7 +110,7 @@ impl S3ClientFactory for WatchedClients {
 fn watched(env: &Env) -> (Arc<dyn S3ClientFactory>, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let clients = WatchedClients {
-        inner: ConfiguredClients::new(&env.settings().s3, Duration::from_secs(5)),
+        inner: configured_clients(&env.settings().s3, Duration::from_secs(5)),
         watcher: Watcher(Arc::clone(&seen)),
     };
     (Arc::new(clients), seen)

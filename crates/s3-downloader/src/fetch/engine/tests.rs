@@ -187,8 +187,8 @@ fn config(part_size: u64, window: usize) -> EngineConfig {
         part_size,
         part_concurrency: window,
         part_timeout: Duration::from_millis(300),
-        retry: RetryPolicy {
-            retries: 2,
+        retry: Backoff {
+            attempts: 3,
             base: Duration::from_millis(1),
             max: Duration::from_millis(5),
         },
@@ -622,7 +622,9 @@ async fn responses_are_checked() {
         .await
         .result
     {
-        Err(EngineError::Changed(detail)) => assert!(detail.contains("ETag"), "{detail}"),
+        Err(EngineError::Changed(change)) => {
+            assert!(change.to_string().contains("ETag"), "{change}")
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -110,7 +110,7 @@ pub fn settings() -> FetchSettings {
         part_size: MIB as u64,
         part_concurrency: 4,
         part_timeout: Duration::from_secs(20),
-        part_retries: 2,
+        part_attempts: 3,
         download_timeout: Duration::from_secs(60),
         max_concurrent_downloads: 4,
     }

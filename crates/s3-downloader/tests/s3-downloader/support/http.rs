@@ -15,7 +15,7 @@ use singularity_artifacts::ExtractLimits;
 use singularity_common::config::{S3BaseConfig, Secret};
 use singularity_runtime::Shutdown;
 use singularity_s3_downloader::cache::{ArtifactCache, INDEX_FILE_NAME};
-use singularity_s3_downloader::fetch::{ConfiguredS3Clients, FetchSettings};
+use singularity_s3_downloader::fetch::{FetchSettings, configured_s3_clients};
 use singularity_s3_downloader::server::ServiceConfig;
 use singularity_s3_downloader::{Config, Deps, start};
 use singularity_test_support::S3Server;
@@ -44,7 +44,7 @@ impl Default for Options {
                 part_size: 1 << 20,
                 part_concurrency: 4,
                 part_timeout: Duration::from_secs(30),
-                part_retries: 2,
+                part_attempts: 3,
                 download_timeout: Duration::from_secs(120),
                 max_concurrent_downloads: 5,
             },
@@ -121,7 +121,7 @@ impl Daemon {
             s3: s3_config.clone(),
         };
         let deps = Deps {
-            clients: Arc::new(ConfiguredS3Clients::new(&s3_config).await),
+            clients: Arc::new(configured_s3_clients(&s3_config).await),
             cache: ArtifactCache::open(&config.cache_directory, config.cache_max_bytes)
                 .await
                 .expect("open cache"),
