@@ -57,9 +57,13 @@ impl Default for ExtractLimits {
 pub struct ExtractSummary {
     /// Entries read, including skipped ones (the `./` root entry, pax global headers).
     pub entries: u64,
+    /// Regular files written.
     pub files: u64,
+    /// Directories created (or found in place).
     pub directories: u64,
+    /// Symbolic links created.
     pub symlinks: u64,
+    /// Hard links created.
     pub hard_links: u64,
     /// Bytes of file content written.
     pub bytes: u64,

@@ -13,12 +13,20 @@ use crate::verify::{ARTIFACT_FILE_MODE, md5_file};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlaceOutcome {
     /// The file was copied (`reflinked`: as a copy-on-write clone sharing the cached blocks).
-    Copied { bytes: u64, reflinked: bool },
+    Copied {
+        /// Bytes written.
+        bytes: u64,
+        /// Whether the copy shares the cached file's blocks.
+        reflinked: bool,
+    },
     /// The destination already held identical content; nothing was written.
     AlreadyPresent,
     /// The file was written while the artifact downloaded ([`PendingFile`]) and published
     /// once the artifact was verified.
-    WrittenAhead { bytes: u64 },
+    WrittenAhead {
+        /// Bytes written.
+        bytes: u64,
+    },
 }
 
 /// What [`place_artifact`] did.

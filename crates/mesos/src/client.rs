@@ -1,4 +1,5 @@
-//! The executor's connection to the agent (spec §1.1, §1.10–§1.12).
+//! The executor's connection to the agent (docs/mesos-executor-api.md: transport,
+//! acknowledgements, recovery, shutdown).
 //!
 //! One task owns the SUBSCRIBE connection and its event stream; every other call goes over a
 //! second, persistent connection shared by the [`ExecutorClient`] handles. Calls on that second

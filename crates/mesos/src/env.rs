@@ -1,4 +1,4 @@
-//! The environment the agent gives an executor (spec §1.2) and Mesos duration strings.
+//! The environment the agent gives an executor (docs/mesos-executor-api.md, "Environment") and Mesos duration strings.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -18,7 +18,7 @@
 //! It reads only environment variables and the agent's HTTP answers; it writes nothing to
 //! disk. HEARTBEAT events are consumed here; the executor sees [`ExecutorEvent`]s.
 //!
-//! The JSON mapping is stout's (spec §1.5): snake_case proto names, enum names as strings,
+//! The JSON mapping is stout's (docs/mesos-executor-api.md): snake_case proto names, enum names as strings,
 //! base64 bytes, int64 as numbers (numeric strings accepted), unknown fields ignored.
 //!
 //! Not covered: the protobuf encoding (JSON only), HTTPS agents, sending HEARTBEAT calls.

@@ -1,4 +1,4 @@
-//! `mesos.v1.executor.Call` and `mesos.v1.executor.Event` (spec §1.3, §1.4), in stout's JSON
+//! `mesos.v1.executor.Call` and `mesos.v1.executor.Event` (docs/mesos-executor-api.md), in stout's JSON
 //! mapping. Both are flat messages: `type` plus the sub-message matching it.
 
 use crate::types::{

@@ -1,6 +1,7 @@
-//! RecordIO framing (spec §1.6): `<decimal length>\n<length bytes>`, repeated; no `\r`, no
-//! trailing newline, no header. The decoder is fed whatever slices the transport delivers and
-//! is independent of HTTP chunk boundaries.
+//! RecordIO framing (docs/mesos-executor-api.md, "JSON mapping and framing"):
+//! `<decimal length>\n<length bytes>`, repeated; no `\r`, no trailing newline, no header. The
+//! decoder is fed whatever slices the transport delivers and is independent of HTTP chunk
+//! boundaries.
 
 /// Largest record accepted; a guard against a corrupt length making us buffer without bound.
 pub const MAX_RECORD_LEN: u64 = 64 * 1024 * 1024;

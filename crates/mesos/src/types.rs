@@ -1,5 +1,5 @@
 //! The subset of `mesos.proto` (v1) and `executor.proto` the executor exchanges, as serde types
-//! following stout's JSON mapping (spec §1.5): snake_case proto field names, enum values as
+//! following stout's JSON mapping (docs/mesos-executor-api.md): snake_case proto field names, enum values as
 //! their names, `bytes` as standard base64, int64 as JSON numbers (numeric strings accepted on
 //! read), unknown fields ignored, unset optional and empty repeated fields omitted.
 //!

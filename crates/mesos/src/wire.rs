@@ -1,4 +1,5 @@
-//! Serde helpers reproducing stout's protobuf <-> JSON mapping (spec §1.5).
+//! Serde helpers reproducing stout's protobuf <-> JSON mapping
+//! (docs/mesos-executor-api.md, "JSON mapping and framing").
 //!
 //! * `bytes` fields are standard base64 strings;
 //! * numbers may also arrive as numeric strings (stout accepts both);
@@ -30,10 +31,12 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
 pub mod b64 {
     use super::*;
 
+    /// Writes the bytes as a base64 string.
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&encode_base64(bytes))
     }
 
+    /// Reads a base64 string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
         decode_base64(&text).map_err(|e| D::Error::custom(format!("invalid base64: {e}")))
@@ -44,6 +47,7 @@ pub mod b64 {
 pub mod opt_b64 {
     use super::*;
 
+    /// Writes the bytes as a base64 string, or nothing.
     pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match bytes {
             Some(b) => s.serialize_str(&encode_base64(b)),
@@ -51,6 +55,7 @@ pub mod opt_b64 {
         }
     }
 
+    /// Reads a base64 string, or nothing.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         match Option::<String>::deserialize(d)? {
             Some(text) => decode_base64(&text)

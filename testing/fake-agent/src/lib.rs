@@ -1,4 +1,4 @@
-//! A strict fake of the Mesos agent's executor endpoint, for tests of executors (spec §1.16).
+//! A strict fake of the Mesos agent's executor endpoint, for tests of executors (docs/mesos-executor-api.md, "The fake agent").
 //!
 //! It is an HTTP/1.1 server on `127.0.0.1:<ephemeral port>` (and optionally a Unix socket)
 //! answering `POST /api/v1/executor` and `POST /slave(1)/api/v1/executor` the way the agent's
@@ -365,7 +365,7 @@ impl FakeAgent {
         &self.shared.agent_id
     }
 
-    /// The environment the agent would give the executor (§1.2), pointing at this fake.
+    /// The environment the agent would give the executor (docs/mesos-executor-api.md, "Environment"), pointing at this fake.
     /// `MESOS_RECOVERY_TIMEOUT` and `MESOS_SUBSCRIPTION_BACKOFF_MAX` only with checkpointing,
     /// as the agent does.
     pub fn env_for_executor(&self, sandbox: &Path, checkpoint: bool) -> Vec<(String, String)> {

@@ -709,7 +709,7 @@ fn check_listener(s3: &S3BaseConfig, input: &ClassInput, report: &mut Report) {
     });
 }
 
-/// Spec §1.2: a class's logging keys and hostname fall back to base's; logger levels are
+/// As in the Java daemons (docs/configuration.md, "Merge order"): a class's logging keys and hostname fall back to base's; logger levels are
 /// base's with the class's applied over them.
 fn inherit_common(config: &mut LoadedConfig, inputs: &BTreeMap<ConfigClass, ClassInput>) {
     let base = config.base.common.clone();

@@ -100,6 +100,7 @@ pub enum LogFormat {
 /// The options every daemon takes: where its configuration is, and how it logs.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct DaemonArgs {
+    /// Where the configuration is read from, and `--check-config`.
     #[command(flatten)]
     pub config: ConfigArgs,
 

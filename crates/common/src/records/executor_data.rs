@@ -96,7 +96,7 @@ pub struct SingularityTaskExecutorData {
     /// Upload bucket; `""` when the scheduler has no S3 configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_s3_bucket: Option<String>,
-    /// Upload key pattern (§6.4 tokens); `""` when the scheduler has no S3 configuration.
+    /// Upload key pattern (tokens of [`crate::keyfmt`]); `""` when the scheduler has no S3 configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_uploader_key_pattern: Option<String>,
     /// File name of the service log in the task directory.

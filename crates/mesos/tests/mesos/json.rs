@@ -1,4 +1,4 @@
-//! stout JSON mapping of calls, events and TaskInfo (spec §1.5, §1.13).
+//! stout JSON mapping of calls, events and TaskInfo (docs/mesos-executor-api.md).
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};
@@ -10,7 +10,7 @@ use singularity_mesos::{
 };
 use std::time::Duration;
 
-/// §1.13, with the elided executor resources filled in.
+/// docs/mesos-executor-api.md, with the elided executor resources filled in.
 const LAUNCH: &str = r#"{"type":"LAUNCH","launch":{"task":{
   "name":"web-1","task_id":{"value":"req-deploy-1700000000000-1-host-DEFAULT"},
   "agent_id":{"value":"e5f1...-S3"},
