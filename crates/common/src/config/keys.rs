@@ -670,7 +670,7 @@ static S3BASE_KEYS: &[KeySpec] = &[
         &["s3.chunk.retries"],
         K::Integer,
         "3",
-        "retries per chunk (downloader: per part, with backoff)",
+        "retries per chunk (downloader: per part, with backoff; a part is tried this many times + 1)",
     ),
     KeySpec::new(
         "localDownloadHttpPort",
