@@ -1138,4 +1138,41 @@ mod tests {
             .to_string();
         assert_eq!(message, "s3://bucket/a/b/app.tar.gz does not exist");
     }
+
+    #[test]
+    fn request_failures_name_the_request_and_attempts() {
+        let wanted = Wanted::of(&artifact()).unwrap();
+        let temp = std::path::Path::new("/tmp/x");
+        let failed = |request, attempts| {
+            let error = engine::SourceError::new(
+                engine::SourceErrorKind::Permanent,
+                S3Failure::HeadWithoutSize,
+            );
+            let error = EngineError::Source {
+                request,
+                attempts,
+                error,
+            };
+            wanted.engine_error(error, temp).to_string()
+        };
+        assert_eq!(
+            failed(Request::Head, 1),
+            "s3://bucket/a/b/app.tar.gz: HEAD failed: HEAD answered without a size"
+        );
+        assert_eq!(
+            failed(Request::Range { first: 0, last: 99 }, 3),
+            "s3://bucket/a/b/app.tar.gz: GET of bytes 0-99 failed 3 times, last: \
+             HEAD answered without a size"
+        );
+        let timeout = EngineError::Timeout {
+            request: Request::FirstPart,
+            attempts: 2,
+            per_attempt: Duration::from_secs(1),
+        };
+        assert_eq!(
+            wanted.engine_error(timeout, temp).to_string(),
+            "s3://bucket/a/b/app.tar.gz: GET of the first part (each of 2 attempts) timed out \
+             after 1s"
+        );
+    }
 }
