@@ -440,9 +440,38 @@ enum Outcome {
     Rejected { status: StatusCode, message: String },
     /// Connection failed, EOF, or a broken stream.
     Lost {
-        reason: String,
+        reason: LostReason,
         was_subscribed: bool,
     },
+}
+
+/// Why a subscription (or an attempt at one) ended.
+#[derive(Debug, thiserror::Error)]
+enum LostReason {
+    /// SUBSCRIBE could not be sent or got no answer.
+    #[error("{0}")]
+    Subscribe(#[source] MesosError),
+    /// A call on this subscription's epoch failed.
+    #[error("a call to the agent failed")]
+    CallFailed,
+    /// The stream ended between records.
+    #[error("the agent closed the event stream")]
+    Closed,
+    /// The stream ended inside a record.
+    #[error("the event stream ended inside a record")]
+    EndedInsideRecord,
+    /// Reading the stream failed.
+    #[error("event stream failed: {0}")]
+    Stream(#[source] hyper::Error),
+    /// The stream's framing broke.
+    #[error("event stream framing: {0}")]
+    Framing(#[source] RecordIoError),
+    /// The first event could not be decoded.
+    #[error("undecodable first event: {0}")]
+    UndecodableFirst(#[source] serde_json::Error),
+    /// The first event was not SUBSCRIBED.
+    #[error("first event was {0:?}, expected SUBSCRIBED")]
+    NotSubscribedFirst(EventType),
 }
 
 impl Inner {
@@ -506,12 +535,12 @@ impl Inner {
                 } => {
                     if !self.env.checkpoint {
                         tracing::warn!(
-                            reason,
+                            %reason,
                             "disconnected from the agent without checkpointing; shutting down"
                         );
                         Some(ShutdownReason::Disconnected)
                     } else {
-                        tracing::warn!(reason, "disconnected from the agent; reconnecting");
+                        tracing::warn!(%reason, "disconnected from the agent; reconnecting");
                         if recovery.is_none() {
                             let limit = self.env.recovery_timeout.unwrap_or_default();
                             recovery = Some(Instant::now() + limit);
@@ -610,7 +639,7 @@ impl Inner {
             Ok(v) => v,
             Err(e) => {
                 return Outcome::Lost {
-                    reason: e.to_string(),
+                    reason: LostReason::Subscribe(e),
                     was_subscribed: false,
                 };
             }
@@ -625,7 +654,7 @@ impl Inner {
         let mut body = response.into_body();
         let mut decoder = Decoder::new();
         let mut subscribed = false;
-        let lost = |reason: String, subscribed: bool| Outcome::Lost {
+        let lost = |reason: LostReason, subscribed: bool| Outcome::Lost {
             reason,
             was_subscribed: subscribed,
         };
@@ -635,7 +664,7 @@ impl Inner {
                 () = sleep_until_opt(*recovery) => return Outcome::RecoveryTimeout,
                 changed = reconnect_rx.changed() => {
                     if changed.is_ok() && *reconnect_rx.borrow_and_update() == epoch {
-                        return lost("a call to the agent failed".into(), subscribed);
+                        return lost(LostReason::CallFailed, subscribed);
                     }
                     continue;
                 }
@@ -643,13 +672,13 @@ impl Inner {
             let data = match frame {
                 None => {
                     let reason = if decoder.is_idle() {
-                        "the agent closed the event stream"
+                        LostReason::Closed
                     } else {
-                        "the event stream ended inside a record"
+                        LostReason::EndedInsideRecord
                     };
-                    return lost(reason.into(), subscribed);
+                    return lost(reason, subscribed);
                 }
-                Some(Err(e)) => return lost(format!("event stream failed: {e}"), subscribed),
+                Some(Err(e)) => return lost(LostReason::Stream(e), subscribed),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => data,
                     Err(_) => continue,
@@ -657,7 +686,7 @@ impl Inner {
             };
             let records = match decoder.feed(&data) {
                 Ok(records) => records,
-                Err(e) => return lost(format!("event stream framing: {e}"), subscribed),
+                Err(e) => return lost(LostReason::Framing(e), subscribed),
             };
             for record in records {
                 if record.is_empty() {
@@ -673,17 +702,14 @@ impl Inner {
                         }
                         continue;
                     }
-                    Err(e) => return lost(format!("undecodable first event: {e}"), false),
+                    Err(e) => return lost(LostReason::UndecodableFirst(e), false),
                 };
                 if !subscribed {
                     let Some(info) = event
                         .subscribed
                         .filter(|_| event.kind == EventType::Subscribed)
                     else {
-                        return lost(
-                            format!("first event was {:?}, expected SUBSCRIBED", event.kind),
-                            false,
-                        );
+                        return lost(LostReason::NotSubscribedFirst(event.kind), false);
                     };
                     subscribed = true;
                     *recovery = None;

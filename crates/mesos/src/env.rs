@@ -40,12 +40,22 @@ pub const DEFAULT_SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
     /// A required variable is absent or empty.
-    #[error("{var} is not set{}", if .why.is_empty() { String::new() } else { format!(" ({})", .why) })]
+    #[error("{var} is not set{}", why.map(|why| format!(" ({why})")).unwrap_or_default())]
     Missing {
         /// The variable.
         var: &'static str,
         /// Why it is required here, if not always.
-        why: String,
+        why: Option<Requirement>,
+    },
+    /// A duration variable is not a Mesos duration.
+    #[error("{var} = {value:?}: {source}")]
+    Duration {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it does not parse.
+        source: DurationError,
     },
     /// A variable has a value that cannot be used.
     #[error("{var} = {value:?}: {reason}")]
@@ -54,9 +64,20 @@ pub enum EnvError {
         var: &'static str,
         /// Its value.
         value: String,
-        /// What is wrong with it.
-        reason: String,
+        /// What is wrong with it (the form expected).
+        reason: &'static str,
     },
+}
+
+/// Why a variable that is not always required is required here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Requirement {
+    /// The agent's address comes from `MESOS_AGENT_ENDPOINT` or else `MESOS_SLAVE_PID`.
+    #[error("and {MESOS_SLAVE_PID} is not set either")]
+    NoSlavePid,
+    /// Checkpointing needs the recovery settings.
+    #[error("required when {MESOS_CHECKPOINT}=1")]
+    Checkpointing,
 }
 
 /// A malformed Mesos duration string.
@@ -218,19 +239,14 @@ impl AgentEnv {
             .filter(|(k, v)| k.starts_with("MESOS_") && !v.is_empty())
             .collect();
         let get = |var: &'static str| vars.get(var).cloned();
-        let require = |var: &'static str| {
-            get(var).ok_or(EnvError::Missing {
-                var,
-                why: String::new(),
-            })
-        };
+        let require = |var: &'static str| get(var).ok_or(EnvError::Missing { var, why: None });
         let duration = |var: &'static str| -> Result<Option<Duration>, EnvError> {
             get(var)
                 .map(|value| {
-                    parse_mesos_duration(&value).map_err(|e| EnvError::Invalid {
+                    parse_mesos_duration(&value).map_err(|source| EnvError::Duration {
                         var,
-                        reason: e.to_string(),
                         value,
+                        source,
                     })
                 })
                 .transpose()
@@ -244,7 +260,7 @@ impl AgentEnv {
             Some(pid) => Some(split_pid(pid).ok_or_else(|| EnvError::Invalid {
                 var: MESOS_SLAVE_PID,
                 value: pid.clone(),
-                reason: "expected <id>@<host>:<port>, e.g. slave(1)@10.0.0.1:5051".into(),
+                reason: "expected <id>@<host>:<port>, e.g. slave(1)@10.0.0.1:5051",
             })?),
             None => None,
         };
@@ -254,7 +270,7 @@ impl AgentEnv {
                     return Err(EnvError::Invalid {
                         var: MESOS_AGENT_ENDPOINT,
                         value: endpoint,
-                        reason: "expected <host>:<port>".into(),
+                        reason: "expected <host>:<port>",
                     });
                 }
                 endpoint
@@ -264,7 +280,7 @@ impl AgentEnv {
                 None => {
                     return Err(EnvError::Missing {
                         var: MESOS_AGENT_ENDPOINT,
-                        why: format!("and {MESOS_SLAVE_PID} is not set either"),
+                        why: Some(Requirement::NoSlavePid),
                     });
                 }
             },
@@ -282,7 +298,7 @@ impl AgentEnv {
                 return Err(EnvError::Invalid {
                     var: MESOS_CHECKPOINT,
                     value: other.to_owned(),
-                    reason: "expected 1 or 0".into(),
+                    reason: "expected 1 or 0",
                 });
             }
         };
@@ -299,7 +315,7 @@ impl AgentEnv {
                 if value.is_none() {
                     return Err(EnvError::Missing {
                         var,
-                        why: format!("required when {MESOS_CHECKPOINT}=1"),
+                        why: Some(Requirement::Checkpointing),
                     });
                 }
             }

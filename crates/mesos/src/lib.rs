@@ -58,7 +58,8 @@ pub use client::{
     InvalidUpdate, MesosError, ProtocolError, RequestError, ShutdownReason, StatusUpdate, backoff,
 };
 pub use env::{
-    AgentAddress, AgentEnv, DurationError, EnvError, format_mesos_duration, parse_mesos_duration,
+    AgentAddress, AgentEnv, DurationError, EnvError, Requirement, format_mesos_duration,
+    parse_mesos_duration,
 };
 pub use protocol::{Call, CallType, Event, EventType, Subscribed};
 pub use types::{

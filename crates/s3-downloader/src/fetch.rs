@@ -33,11 +33,13 @@ mod engine;
 mod s3;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use aws_sdk_s3::error::DisplayErrorContext;
 use singularity_artifacts::cache_dir::{self, CacheFileError};
 use singularity_common::naming::artifact_cache_name;
 use singularity_common::records::S3Artifact;
@@ -155,19 +157,23 @@ pub enum FetchError {
         /// The key.
         key: String,
         /// What ran out of time.
-        what: String,
+        what: Deadline,
         /// The deadline.
         after: Duration,
     },
     /// S3 refused or failed a request for good (after retries where retrying made sense).
-    #[error("s3://{bucket}/{key}: {message}")]
+    #[error("s3://{bucket}/{key}: {request} failed{}: {source}", retried(*attempts))]
     S3 {
         /// The bucket.
         bucket: String,
         /// The key.
         key: String,
-        /// The request and what S3 (or the connection) said.
-        message: String,
+        /// The request.
+        request: Request,
+        /// How many times it was sent.
+        attempts: u32,
+        /// What S3 (or the connection) said, the last time.
+        source: S3Failure,
     },
     /// The object changed while it was being downloaded (its size or ETag).
     #[error("s3://{bucket}/{key} changed during the download: {change}")]
@@ -258,6 +264,144 @@ impl InternalError {
             source: Arc::new(source),
         }
     }
+}
+
+/// `" N times, last"` after "failed" when a request was sent more than once.
+fn retried(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" {attempts} times, last")
+    } else {
+        String::new()
+    }
+}
+
+/// A request of a download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// The HEAD that tells the object's size.
+    Head,
+    /// The GET of the first part, which also tells the object's size.
+    FirstPart,
+    /// The GET of bytes `first..=last`.
+    Range {
+        /// The first byte.
+        first: u64,
+        /// The last byte (inclusive).
+        last: u64,
+    },
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Head => f.write_str("HEAD"),
+            Self::FirstPart => f.write_str("GET of the first part"),
+            Self::Range { first, last } => write!(f, "GET of bytes {first}-{last}"),
+        }
+    }
+}
+
+/// What ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Deadline {
+    /// The whole download.
+    #[error("the download")]
+    Download,
+    /// Every attempt of one request.
+    #[error("{request} (each of {attempts} attempts)")]
+    Request {
+        /// The request.
+        request: Request,
+        /// How many times it was sent.
+        attempts: u32,
+    },
+}
+
+/// How one request to S3 failed: the SDK's error, or an answer that does not fit the
+/// request. Cloneable, like [`FetchError`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum S3Failure {
+    /// The SDK's error: S3's refusal, a dropped connection, an unreadable response.
+    #[error("{}", DisplayErrorContext(&**source))]
+    Sdk {
+        /// The error.
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// Reading the body of a response failed.
+    #[error("reading the body: {}", DisplayErrorContext(&**source))]
+    Body {
+        /// The error.
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The Content-Range header cannot be parsed or makes no sense.
+    #[error("unusable Content-Range {range:?}")]
+    UnusableContentRange {
+        /// The header as received.
+        range: String,
+    },
+    /// Content-Length and Content-Range disagree.
+    #[error("Content-Length {content_length} does not match Content-Range {range:?}")]
+    LengthMismatch {
+        /// Content-Length.
+        content_length: u64,
+        /// Content-Range as received.
+        range: String,
+    },
+    /// A GET answered with neither a range nor a length.
+    #[error("response has neither Content-Range nor Content-Length")]
+    NoLength,
+    /// A HEAD answered without a length.
+    #[error("HEAD answered without a size")]
+    HeadWithoutSize,
+    /// The first part came back as another range than the one asked for.
+    #[error("asked for bytes 0-{last} and got {len} bytes from {start} of {total}")]
+    WrongFirstPart {
+        /// The last byte asked for.
+        last: u64,
+        /// Bytes served.
+        len: u64,
+        /// First byte served.
+        start: u64,
+        /// The object's size.
+        total: u64,
+    },
+    /// A part came back as another range than the one asked for.
+    #[error(
+        "asked for bytes {first}-{last} and got {len} bytes from {start}{}",
+        if *partial { "" } else { " (the whole object)" }
+    )]
+    WrongRange {
+        /// The first byte asked for.
+        first: u64,
+        /// The last byte asked for.
+        last: u64,
+        /// Bytes served.
+        len: u64,
+        /// First byte served.
+        start: u64,
+        /// Whether the server answered with a range, not the whole object.
+        partial: bool,
+    },
+    /// A body carried more bytes than its range.
+    #[error("the body of bytes {first}-{last} is longer than asked for")]
+    BodyTooLong {
+        /// The first byte of the range.
+        first: u64,
+        /// The last byte of the range.
+        last: u64,
+    },
+    /// A body ended before its range did.
+    #[error("the body of bytes {first}-{last} ended after {received} of {expected} bytes")]
+    BodyTooShort {
+        /// The first byte of the range.
+        first: u64,
+        /// The last byte of the range.
+        last: u64,
+        /// Bytes received.
+        received: u64,
+        /// Bytes expected.
+        expected: u64,
+    },
 }
 
 /// How an object changed while it was being downloaded.
@@ -483,27 +627,25 @@ impl Wanted {
                 change,
             },
             EngineError::Timeout {
-                what,
+                request,
                 attempts,
                 per_attempt,
             } => FetchError::Timeout {
                 bucket,
                 key,
-                what: format!("{what} (each of {attempts} attempts)"),
+                what: Deadline::Request { request, attempts },
                 after: per_attempt,
             },
             EngineError::Source {
-                what,
+                request,
                 attempts,
                 error,
             } => FetchError::S3 {
                 bucket,
                 key,
-                message: if attempts > 1 {
-                    format!("{what} failed {attempts} times, last: {error}")
-                } else {
-                    format!("{what} failed: {error}")
-                },
+                request,
+                attempts,
+                source: error.failure,
             },
             EngineError::Write(source) => self.io_error("write", temp.to_owned(), source),
             EngineError::Internal(source) => FetchError::Internal {
@@ -738,7 +880,7 @@ impl Shared {
             Err(_) => Err(FetchError::Timeout {
                 bucket: wanted.bucket.clone(),
                 key: wanted.key.clone(),
-                what: "the download".to_owned(),
+                what: Deadline::Download,
                 after: self.settings.download_timeout,
             }),
         };
@@ -995,5 +1137,42 @@ mod tests {
             .engine_error(EngineError::NotFound, std::path::Path::new("/tmp/x"))
             .to_string();
         assert_eq!(message, "s3://bucket/a/b/app.tar.gz does not exist");
+    }
+
+    #[test]
+    fn request_failures_name_the_request_and_attempts() {
+        let wanted = Wanted::of(&artifact()).unwrap();
+        let temp = std::path::Path::new("/tmp/x");
+        let failed = |request, attempts| {
+            let error = engine::SourceError::new(
+                engine::SourceErrorKind::Permanent,
+                S3Failure::HeadWithoutSize,
+            );
+            let error = EngineError::Source {
+                request,
+                attempts,
+                error,
+            };
+            wanted.engine_error(error, temp).to_string()
+        };
+        assert_eq!(
+            failed(Request::Head, 1),
+            "s3://bucket/a/b/app.tar.gz: HEAD failed: HEAD answered without a size"
+        );
+        assert_eq!(
+            failed(Request::Range { first: 0, last: 99 }, 3),
+            "s3://bucket/a/b/app.tar.gz: GET of bytes 0-99 failed 3 times, last: \
+             HEAD answered without a size"
+        );
+        let timeout = EngineError::Timeout {
+            request: Request::FirstPart,
+            attempts: 2,
+            per_attempt: Duration::from_secs(1),
+        };
+        assert_eq!(
+            wanted.engine_error(timeout, temp).to_string(),
+            "s3://bucket/a/b/app.tar.gz: GET of the first part (each of 2 attempts) timed out \
+             after 1s"
+        );
     }
 }

@@ -5,11 +5,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use singularity_common::config::S3BaseConfig;
 use singularity_runtime::{Backoff, S3ClientMap, S3ClientTuning, StaticCredentials};
 
-use crate::error::{ErrorKind, UploadError};
+use crate::error::{ErrorKind, S3Failure, UploadError, s3_code};
 
 /// Gives the S3 client for a key pair (`None`: the AWS default credential chain).
 pub trait S3ClientFactory: Send + Sync {
@@ -67,11 +67,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = error.raw_response().map(|r| r.status().as_u16());
-    let mut code = error.code().map(str::to_owned);
-    if code.is_none() && status == Some(404) {
-        // HEAD answers carry no body, so no code.
-        code = Some("NotFound".to_owned());
-    }
+    let code = s3_code(status, error.meta()).map(str::to_owned);
     let kind = match &error {
         SdkError::TimeoutError(_) => ErrorKind::Timeout,
         SdkError::DispatchFailure(failure) if failure.is_timeout() => ErrorKind::Timeout,
@@ -85,16 +81,15 @@ where
         },
         _ => ErrorKind::S3Client,
     };
-    let message = match (&error, status) {
-        (SdkError::ServiceError(_), Some(status)) => format!(
-            "S3 answered {status} {}{}",
-            code.as_deref().unwrap_or("(no error code)"),
-            error
-                .message()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
-        ),
-        _ => DisplayErrorContext(&error).to_string(),
+    let source = match (&error, status) {
+        (SdkError::ServiceError(_), Some(status)) => S3Failure::Answered {
+            status,
+            meta: error.meta().clone(),
+            source: Box::new(error),
+        },
+        _ => S3Failure::Sdk {
+            source: Box::new(error),
+        },
     };
     UploadError::S3 {
         op: target.op,
@@ -102,7 +97,7 @@ where
         key: target.key.to_owned(),
         kind,
         code,
-        message,
+        source,
     }
 }
 
@@ -132,7 +127,7 @@ where
                 key: target.key.to_owned(),
                 kind: ErrorKind::Timeout,
                 code: None,
-                message: format!("no answer within {} ms", deadline.as_millis()),
+                source: S3Failure::NoAnswer { after: deadline },
             },
         };
         failure += 1;

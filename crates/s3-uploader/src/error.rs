@@ -1,6 +1,9 @@
 //! Errors of the uploader, one enum per domain.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_sdk_s3::error::{DisplayErrorContext, ErrorMetadata};
 
 use singularity_common::exit::{self, ExitStatus};
 
@@ -149,7 +152,7 @@ impl ErrorKind {
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     /// An S3 request failed.
-    #[error("{op} s3://{bucket}/{key}: {message}")]
+    #[error("{op} s3://{bucket}/{key}: {source}")]
     S3 {
         /// The operation, e.g. `PutObject`.
         op: &'static str,
@@ -162,7 +165,7 @@ pub enum UploadError {
         /// The S3 error code, e.g. `NoSuchUpload`, when S3 answered.
         code: Option<String>,
         /// What S3 or the transport said.
-        message: String,
+        source: S3Failure,
     },
     /// A local file operation failed.
     #[error("{what} {}: {source}", path.display())]
@@ -216,6 +219,44 @@ impl UploadError {
             _ => None,
         }
     }
+}
+
+/// How one S3 request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum S3Failure {
+    /// S3 answered with an error status.
+    #[error(
+        "S3 answered {status} {}{}",
+        s3_code(Some(*status), meta).unwrap_or("(no error code)"),
+        meta.message().map(|m| format!(": {m}")).unwrap_or_default()
+    )]
+    Answered {
+        /// The HTTP status.
+        status: u16,
+        /// The error code and message S3 sent.
+        meta: ErrorMetadata,
+        /// The SDK's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The request failed without an answer from S3 (connection, timeout, unreadable
+    /// response), or could not be built.
+    #[error("{}", DisplayErrorContext(&**source))]
+    Sdk {
+        /// The SDK's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No answer came within the deadline.
+    #[error("no answer within {} ms", after.as_millis())]
+    NoAnswer {
+        /// The deadline.
+        after: Duration,
+    },
+}
+
+/// The S3 error code of an answer: the one S3 sent, else `NotFound` for a 404 (HEAD
+/// answers carry no body, so no code).
+pub(crate) fn s3_code(status: Option<u16>, meta: &ErrorMetadata) -> Option<&str> {
+    meta.code().or((status == Some(404)).then_some("NotFound"))
 }
 
 /// How what S3 holds (or answered) fails to vouch for the local file.

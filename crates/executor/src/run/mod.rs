@@ -137,13 +137,21 @@ pub enum StopSignal {
 /// Why a backend could not start or control a task.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    /// Spawning failed.
-    #[error("cannot start {what}: {source}")]
+    /// Spawning the shell that runs the command failed.
+    #[error("cannot start {shell} -c for task {task_id}: {source}")]
     Spawn {
-        /// What was being started.
-        what: String,
+        /// The shell.
+        shell: &'static str,
+        /// The task.
+        task_id: String,
         /// The cause.
         source: std::io::Error,
+    },
+    /// The process ended before its pid could be read.
+    #[error("cannot start task {task_id}: the process exited before its pid was read")]
+    NoPid {
+        /// The task.
+        task_id: String,
     },
     /// Opening the service log failed.
     #[error("cannot open {}: {source}", path.display())]

@@ -45,7 +45,7 @@ use tokio::time::{Instant, timeout_at};
 
 use singularity_runtime::Backoff;
 
-use super::{Change, InternalError};
+use super::{Change, InternalError, Request, S3Failure};
 
 /// Bytes gathered from a response before they are written with one blocking call and
 /// handed to the hasher in one message.
@@ -112,25 +112,22 @@ pub(crate) enum SourceErrorKind {
     Permanent,
 }
 
-/// A failed request to the source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A failed request to the source: what went wrong, and what the transfer does about it.
+#[derive(Debug, Clone)]
 pub(crate) struct SourceError {
     pub kind: SourceErrorKind,
-    pub detail: String,
+    pub failure: S3Failure,
 }
 
 impl SourceError {
-    pub fn new(kind: SourceErrorKind, detail: impl Into<String>) -> Self {
-        Self {
-            kind,
-            detail: detail.into(),
-        }
+    pub fn new(kind: SourceErrorKind, failure: S3Failure) -> Self {
+        Self { kind, failure }
     }
 }
 
 impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.detail)
+        self.failure.fmt(f)
     }
 }
 
@@ -145,13 +142,13 @@ pub(crate) enum EngineError {
     Changed(Change),
     /// Every attempt of a request ran out of time.
     Timeout {
-        what: String,
+        request: Request,
         attempts: u32,
         per_attempt: Duration,
     },
     /// A request failed for good (after its retries, if it was worth retrying).
     Source {
-        what: String,
+        request: Request,
         attempts: u32,
         error: SourceError,
     },
@@ -376,7 +373,11 @@ impl<S: PartSource> Ctx<S> {
     /// Runs `attempt`, retrying timeouts and transient errors. Each attempt is given its
     /// deadline and enforces it on its network calls itself: it is never dropped half-way,
     /// so a write it has started always finishes before it returns.
-    async fn with_retries<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, EngineError>
+    async fn with_retries<T, F, Fut>(
+        &self,
+        request: Request,
+        mut attempt: F,
+    ) -> Result<T, EngineError>
     where
         F: FnMut(Instant) -> Fut,
         Fut: Future<Output = Result<T, AttemptError>>,
@@ -394,25 +395,25 @@ impl<S: PartSource> Ctx<S> {
                 AttemptError::Fatal(_) => false,
             };
             if !retryable || self.config.retry.gives_up_after(retry + 1) {
-                return Err(self.final_error(what, retry + 1, error));
+                return Err(self.final_error(request, retry + 1, error));
             }
             let delay = self.config.retry.delay(retry);
-            tracing::debug!(what, retry, ?delay, error = %describe(&error), "retrying");
+            tracing::debug!(%request, retry, ?delay, error = %describe(&error), "retrying");
             tokio::time::sleep(delay).await;
             retry += 1;
         }
     }
 
-    fn final_error(&self, what: &str, attempts: u32, error: AttemptError) -> EngineError {
+    fn final_error(&self, request: Request, attempts: u32, error: AttemptError) -> EngineError {
         match error {
             AttemptError::TimedOut => EngineError::Timeout {
-                what: what.to_owned(),
+                request,
                 attempts,
                 per_attempt: self.config.part_timeout,
             },
             AttemptError::Source(e) if e.kind == SourceErrorKind::NotFound => EngineError::NotFound,
             AttemptError::Source(error) => EngineError::Source {
-                what: what.to_owned(),
+                request,
                 attempts,
                 error,
             },
@@ -422,7 +423,7 @@ impl<S: PartSource> Ctx<S> {
 
     async fn size_from_head(&self) -> Result<u64, EngineError> {
         let info = self
-            .with_retries("HEAD", |deadline| async move {
+            .with_retries(Request::Head, |deadline| async move {
                 match timeout_at(deadline, self.source.head()).await {
                     Ok(result) => result.map_err(AttemptError::from),
                     Err(_) => Err(AttemptError::TimedOut),
@@ -442,7 +443,7 @@ impl<S: PartSource> Ctx<S> {
         part_size: u64,
     ) -> Result<(u64, Option<RangeResponse<S::Body>>), EngineError> {
         let probed = self
-            .with_retries("GET of the first part", |deadline| async move {
+            .with_retries(Request::FirstPart, |deadline| async move {
                 match timeout_at(deadline, self.source.get(0, part_size)).await {
                     Ok(Ok(response)) => Ok(Some(response)),
                     Ok(Err(e)) if e.kind == SourceErrorKind::InvalidRange => Ok(None),
@@ -461,17 +462,16 @@ impl<S: PartSource> Ctx<S> {
         };
         if response.start != 0 || response.len != expected_len {
             return Err(EngineError::Source {
-                what: "GET of the first part".to_owned(),
+                request: Request::FirstPart,
                 attempts: 1,
                 error: SourceError::new(
                     SourceErrorKind::Permanent,
-                    format!(
-                        "asked for bytes 0-{} and got {} bytes from {} of {}",
-                        part_size - 1,
-                        response.len,
-                        response.start,
-                        response.total
-                    ),
+                    S3Failure::WrongFirstPart {
+                        last: part_size - 1,
+                        len: response.len,
+                        start: response.start,
+                        total: response.total,
+                    },
                 ),
             });
         }
@@ -485,7 +485,7 @@ impl<S: PartSource> Ctx<S> {
     async fn explain_invalid_range(
         &self,
         total: u64,
-        what: &str,
+        request: Request,
         error: SourceError,
     ) -> EngineError {
         match self.size_from_head().await {
@@ -497,7 +497,7 @@ impl<S: PartSource> Ctx<S> {
                 }),
             },
             Ok(_) => EngineError::Source {
-                what: what.to_owned(),
+                request,
                 attempts: 1,
                 error,
             },
@@ -550,17 +550,13 @@ impl<S: PartSource> Ctx<S> {
         if response.start != start || response.len != end - start || !(response.partial || whole) {
             return Err(AttemptError::Source(SourceError::new(
                 SourceErrorKind::Permanent,
-                format!(
-                    "asked for bytes {start}-{} and got {} bytes from {}{}",
-                    end - 1,
-                    response.len,
-                    response.start,
-                    if response.partial {
-                        ""
-                    } else {
-                        " (the whole object)"
-                    }
-                ),
+                S3Failure::WrongRange {
+                    first: start,
+                    last: end - 1,
+                    len: response.len,
+                    start: response.start,
+                    partial: response.partial,
+                },
             )));
         }
         self.check_etag(response.etag.as_deref())
@@ -571,7 +567,7 @@ impl<S: PartSource> Ctx<S> {
 fn describe(error: &AttemptError) -> String {
     match error {
         AttemptError::TimedOut => "timed out".to_owned(),
-        AttemptError::Source(e) => e.detail.clone(),
+        AttemptError::Source(e) => e.to_string(),
         AttemptError::Fatal(e) => format!("{e:?}"),
     }
 }
@@ -747,12 +743,15 @@ async fn run_part<S: PartSource>(
     total: u64,
     first: Option<RangeResponse<S::Body>>,
 ) -> Result<(), EngineError> {
-    let what = format!("GET of bytes {start}-{}", end - 1);
+    let request = Request::Range {
+        first: start,
+        last: end - 1,
+    };
     // Bytes of this part written and hashed so far, kept across attempts.
     let done = AtomicU64::new(0);
     let first = Mutex::new(first);
     let result = ctx
-        .with_retries(&what, |deadline| {
+        .with_retries(request, |deadline| {
             let resume_at = start + done.load(Ordering::SeqCst);
             let response = first
                 .lock()
@@ -783,7 +782,7 @@ async fn run_part<S: PartSource>(
         .await;
     let result = match result {
         Err(EngineError::Source { error, .. }) if error.kind == SourceErrorKind::InvalidRange => {
-            Err(ctx.explain_invalid_range(total, &what, error).await)
+            Err(ctx.explain_invalid_range(total, request, error).await)
         }
         other => other,
     };
@@ -925,10 +924,10 @@ async fn stream_into<S: PartSource>(
                 if received > expected {
                     return Err(AttemptError::Source(SourceError::new(
                         SourceErrorKind::Permanent,
-                        format!(
-                            "the body of bytes {offset}-{} is longer than asked for",
-                            end - 1
-                        ),
+                        S3Failure::BodyTooLong {
+                            first: offset,
+                            last: end - 1,
+                        },
                     )));
                 }
                 batch.push(&chunk);
@@ -949,10 +948,12 @@ async fn stream_into<S: PartSource>(
     if received < expected {
         return Err(AttemptError::Source(SourceError::new(
             SourceErrorKind::Transient,
-            format!(
-                "the body of bytes {offset}-{} ended after {received} of {expected} bytes",
-                end - 1
-            ),
+            S3Failure::BodyTooShort {
+                first: offset,
+                last: end - 1,
+                received,
+                expected,
+            },
         )));
     }
     Ok(())

@@ -2,10 +2,13 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use std::sync::Arc;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
+use super::S3Failure;
 use super::engine::{
     ObjectInfo, PartBody, PartSource, RangeResponse, SourceError, SourceErrorKind,
 };
@@ -26,7 +29,9 @@ impl PartBody for S3Body {
         self.0.try_next().await.map_err(|error| {
             SourceError::new(
                 SourceErrorKind::Transient,
-                format!("reading the body: {}", DisplayErrorContext(&error)),
+                S3Failure::Body {
+                    source: Arc::new(error),
+                },
             )
         })
     }
@@ -54,27 +59,26 @@ impl PartSource for S3Object {
                 let (first, last, total) = parse_content_range(range).ok_or_else(|| {
                     SourceError::new(
                         SourceErrorKind::Permanent,
-                        format!("unusable Content-Range {range:?}"),
+                        S3Failure::UnusableContentRange {
+                            range: range.to_owned(),
+                        },
                     )
                 })?;
                 let len = last - first + 1;
-                if content_length.is_some_and(|cl| cl != len) {
+                if let Some(content_length) = content_length.filter(|&cl| cl != len) {
                     return Err(SourceError::new(
                         SourceErrorKind::Permanent,
-                        format!(
-                            "Content-Length {} does not match Content-Range {range:?}",
-                            content_length.unwrap_or_default()
-                        ),
+                        S3Failure::LengthMismatch {
+                            content_length,
+                            range: range.to_owned(),
+                        },
                     ));
                 }
                 (first, len, total, true)
             }
             None => {
                 let len = content_length.ok_or_else(|| {
-                    SourceError::new(
-                        SourceErrorKind::Permanent,
-                        "response has neither Content-Range nor Content-Length",
-                    )
+                    SourceError::new(SourceErrorKind::Permanent, S3Failure::NoLength)
                 })?;
                 (0, len, len, false)
             }
@@ -102,7 +106,7 @@ impl PartSource for S3Object {
             .content_length()
             .and_then(|len| u64::try_from(len).ok())
             .ok_or_else(|| {
-                SourceError::new(SourceErrorKind::Permanent, "HEAD answered without a size")
+                SourceError::new(SourceErrorKind::Permanent, S3Failure::HeadWithoutSize)
             })?;
         Ok(ObjectInfo {
             size,
@@ -153,7 +157,12 @@ where
         // Timeouts, connection failures, unreadable responses.
         _ => SourceErrorKind::Transient,
     };
-    SourceError::new(kind, DisplayErrorContext(&error).to_string())
+    SourceError::new(
+        kind,
+        S3Failure::Sdk {
+            source: Arc::new(error),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -117,13 +117,13 @@ impl ProcessBackend {
             .command(spec)
             .spawn()
             .map_err(|source| BackendError::Spawn {
-                what: format!("{SHELL} -c for task {}", spec.task_id),
+                shell: SHELL,
+                task_id: spec.task_id.clone(),
                 source,
             })?;
         let Some(pid) = child.id() else {
-            return Err(BackendError::Spawn {
-                what: format!("task {}", spec.task_id),
-                source: io::Error::other("the process exited before its pid was read"),
+            return Err(BackendError::NoPid {
+                task_id: spec.task_id.clone(),
             });
         };
         let log = Arc::new(log);

@@ -7,6 +7,16 @@ use tokio::sync::Semaphore;
 
 use super::*;
 
+/// An error of the fake source, saying `text`.
+fn fake_error(kind: SourceErrorKind, text: String) -> SourceError {
+    SourceError::new(
+        kind,
+        S3Failure::Sdk {
+            source: Arc::new(std::io::Error::other(text)),
+        },
+    )
+}
+
 /// What the fake does with one request.
 #[derive(Debug, Clone)]
 enum Fault {
@@ -98,9 +108,9 @@ impl PartBody for FakeBody {
         };
         if self.sent >= limit {
             return match self.fault {
-                Some(Fault::BreakBody(_)) => Err(SourceError::new(
+                Some(Fault::BreakBody(_)) => Err(fake_error(
                     SourceErrorKind::Transient,
-                    "connection reset",
+                    "connection reset".to_owned(),
                 )),
                 Some(Fault::Stall(_)) => std::future::pending().await,
                 _ => Ok(None),
@@ -121,13 +131,13 @@ impl PartSource for Fake {
         self.gets.lock().unwrap().push((start, end));
         let fault = self.next_fault(start);
         match fault {
-            Some(Fault::Fail(kind)) => return Err(SourceError::new(kind, format!("{kind:?}"))),
+            Some(Fault::Fail(kind)) => return Err(fake_error(kind, format!("{kind:?}"))),
             Some(Fault::Hang) => std::future::pending().await,
             _ => {}
         }
         let total = self.data.len() as u64;
         if start >= total {
-            return Err(SourceError::new(SourceErrorKind::InvalidRange, "416"));
+            return Err(fake_error(SourceErrorKind::InvalidRange, "416".to_owned()));
         }
         let (start, end, partial) = if self.ignore_range {
             (0, total, false)
@@ -161,7 +171,7 @@ impl PartSource for Fake {
     async fn head(&self) -> Result<ObjectInfo, SourceError> {
         self.heads.fetch_add(1, Ordering::SeqCst);
         if let Some(Fault::Fail(kind)) = self.next_fault(0) {
-            return Err(SourceError::new(kind, format!("{kind:?}")));
+            return Err(fake_error(kind, format!("{kind:?}")));
         }
         Ok(ObjectInfo {
             size: self.data.len() as u64,
@@ -429,11 +439,11 @@ async fn retries_run_out() {
     };
     match run(Arc::clone(&fake), Some(20_000), config).await.result {
         Err(EngineError::Timeout {
-            what,
+            request,
             attempts,
             per_attempt,
         }) => {
-            assert_eq!(what, "GET of bytes 10000-19999");
+            assert_eq!(request.to_string(), "GET of bytes 10000-19999");
             assert_eq!(attempts, 3);
             assert_eq!(per_attempt, Duration::from_millis(50));
         }
@@ -610,7 +620,7 @@ async fn responses_are_checked() {
     {
         Err(EngineError::Source { error, .. }) => {
             assert!(
-                error.detail.contains("asked for bytes 10000-19999"),
+                error.to_string().contains("asked for bytes 10000-19999"),
                 "{error}"
             );
         }
