@@ -60,8 +60,8 @@ JSON
     uss=$((uss + $(smaps_field "$pid" Private_Clean) + $(smaps_field "$pid" Private_Dirty)))
   done
   awk -v n="$n" -v r="$rss" -v p="$pss" -v u="$uss" 'BEGIN {
-    printf "%3d executors: RSS %5.2f MiB  PSS %5.2f MiB  USS %5.2f MiB per executor\n",
-      n, r / n / 1024, p / n / 1024, u / n / 1024 }'
+    printf "%3d executor%s: RSS %5.2f MiB  PSS %5.2f MiB  USS %5.2f MiB per executor\n",
+      n, n == 1 ? " " : "s", r / n / 1024, p / n / 1024, u / n / 1024 }'
   # SIGTERM kills each task as a Mesos KILL would; the executors then exit.
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
