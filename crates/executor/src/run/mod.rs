@@ -21,6 +21,22 @@ use std::time::Duration;
 
 use singularity_mesos::ContainerInfo;
 
+/// Counts a task's threads on the blocking pool (a `/proc` or cgroup scan), for
+/// [`TaskControl::thread_count`] of every backend.
+pub(crate) async fn count_threads_blocking(
+    task_id: &str,
+    count: impl FnOnce() -> std::io::Result<u64> + Send + 'static,
+) -> Result<u64, BackendError> {
+    tokio::task::spawn_blocking(count)
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|counted| counted)
+        .map_err(|source| BackendError::Threads {
+            task_id: task_id.to_owned(),
+            source,
+        })
+}
+
 /// Whether a task with this `TaskInfo.container` runs in a Docker container: `docker` is set
 /// and the type is `DOCKER` (or absent).
 pub fn is_docker(container: Option<&ContainerInfo>) -> bool {

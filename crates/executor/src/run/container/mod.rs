@@ -36,7 +36,7 @@ use self::plan::{ImageSource, plan};
 use crate::run::process::open_append;
 use crate::run::{
     BackendError, BoxFuture, ExitStatus, Preparation, StartedTask, StopSignal, TaskBackend,
-    TaskControl, TaskSpec,
+    TaskControl, TaskSpec, count_threads_blocking,
 };
 
 /// How long output may keep arriving after the container stopped.
@@ -396,14 +396,7 @@ impl<E: ContainerEngine> TaskControl for ContainerControl<E> {
             if pid == 0 {
                 return Ok(0);
             }
-            tokio::task::spawn_blocking(move || cgroup::threads(pid))
-                .await
-                .map_err(io::Error::other)
-                .and_then(|r| r)
-                .map_err(|source| BackendError::Threads {
-                    task_id: self.task_id.clone(),
-                    source,
-                })
+            count_threads_blocking(&self.task_id, move || cgroup::threads(pid)).await
         })
     }
 }

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use super::{
     BackendError, BoxFuture, ExitStatus, StartedTask, StopSignal, TaskBackend, TaskControl,
-    TaskSpec,
+    TaskSpec, count_threads_blocking,
 };
 
 /// The shell every command runs under.
@@ -212,14 +212,7 @@ impl TaskControl for ProcessGroup {
     fn thread_count(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
         Box::pin(async move {
             let pgid = self.pgid;
-            tokio::task::spawn_blocking(move || procfs::group_threads(pgid))
-                .await
-                .map_err(io::Error::other)
-                .and_then(|r| r)
-                .map_err(|source| BackendError::Threads {
-                    task_id: self.task_id.clone(),
-                    source,
-                })
+            count_threads_blocking(&self.task_id, move || procfs::group_threads(pgid)).await
         })
     }
 }
