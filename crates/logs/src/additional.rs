@@ -1,0 +1,1 @@
+//! Files the task writes itself (`logrotateAdditionalFiles`).
