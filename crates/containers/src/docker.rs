@@ -25,6 +25,7 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::ContainerSummaryStateEnum;
 use bollard::models::{
     ContainerCreateBody, HostConfig, PortBinding, ResourcesUlimits, SystemVersion,
@@ -40,11 +41,14 @@ use tokio::sync::OnceCell;
 
 use crate::engine::{
     ContainerConfig, ContainerEngine, ContainerExit, ContainerSummary, EngineError,
-    EngineErrorKind, OutputStream, RegistryAuth, Signal,
+    EngineErrorKind, ExecSession, OutputStream, RegistryAuth, Signal,
 };
 
 /// The engine's socket when none is configured.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
+/// How many times (10 ms apart) an exec is inspected for its pid.
+const EXEC_PID_POLLS: u32 = 100;
 
 /// A Docker-API engine on a unix socket.
 #[derive(Debug)]
@@ -545,6 +549,73 @@ impl ContainerEngine for DockerEngine {
             .and_then(|s| s.pid)
             .and_then(|pid| u32::try_from(pid).ok())
             .filter(|pid| *pid > 0))
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        env: &[String],
+    ) -> Result<ExecSession, EngineError> {
+        let client = self.client().await?;
+        let config = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            env: Some(env.to_vec()),
+            cmd: Some(argv.to_vec()),
+            ..Default::default()
+        };
+        let created = self
+            .short("create exec", client.create_exec(id, config))
+            .await?;
+        let started = self
+            .short("start exec", client.start_exec(&created.id, None))
+            .await?;
+        let StartExecResults::Attached { output, .. } = started else {
+            return Err(EngineError::new(
+                EngineErrorKind::Other,
+                "the engine started the exec detached",
+            ));
+        };
+        // The engine answers the start before the process exists: its pid shows up shortly.
+        let mut pid = None;
+        for _ in 0..EXEC_PID_POLLS {
+            let inspect = self
+                .short("inspect exec", client.inspect_exec(&created.id))
+                .await?;
+            pid = inspect
+                .pid
+                .and_then(|pid| u32::try_from(pid).ok())
+                .filter(|pid| *pid > 0);
+            if pid.is_some() || inspect.exit_code.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let output = output.map_err(classify).try_filter_map(|chunk| async move {
+            Ok(match chunk {
+                LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message } => Some(message),
+                LogOutput::StdIn { .. } => None,
+            })
+        });
+        Ok(ExecSession {
+            id: created.id,
+            pid,
+            output: Box::pin(output),
+        })
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, EngineError> {
+        let client = self.client().await?;
+        let inspect = self
+            .short("inspect exec", client.inspect_exec(exec_id))
+            .await?;
+        if inspect.running.unwrap_or(false) {
+            return Ok(None);
+        }
+        Ok(inspect.exit_code)
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {

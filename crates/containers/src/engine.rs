@@ -293,6 +293,25 @@ pub struct ContainerExit {
     pub oom_killed: bool,
 }
 
+/// A command started in a running container ([`ContainerEngine::exec`]).
+pub struct ExecSession {
+    /// The engine's id of the exec, for [`ContainerEngine::exec_exit_code`].
+    pub id: String,
+    /// Host pid of the command, when the engine says.
+    pub pid: Option<u32>,
+    /// Its stdout and stderr, interleaved; ends when the command has ended.
+    pub output: OutputStream,
+}
+
+impl fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecSession")
+            .field("id", &self.id)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A chunk of container output.
 pub type OutputStream = Pin<Box<dyn Stream<Item = Result<Bytes, EngineError>> + Send>>;
 
@@ -346,6 +365,19 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
     fn wait(&self, id: &str) -> impl Future<Output = Result<ContainerExit, EngineError>> + Send;
     /// The host pid of the container's main process; `None` when it is not running.
     fn main_pid(&self, id: &str) -> impl Future<Output = Result<Option<u32>, EngineError>> + Send;
+    /// Starts `argv` in the running container `id` with `env` (`NAME=value`) added, its output
+    /// attached.
+    fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        env: &[String],
+    ) -> impl Future<Output = Result<ExecSession, EngineError>> + Send;
+    /// The exit code of an exec whose output has ended; `None` while it still runs.
+    fn exec_exit_code(
+        &self,
+        exec_id: &str,
+    ) -> impl Future<Output = Result<Option<i64>, EngineError>> + Send;
     /// Removes the container (forced, with its anonymous volumes).
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Every container, running or not, whose name starts with `prefix` (the executor's

@@ -284,6 +284,17 @@ mod tests {
         async fn main_pid(&self, _: &str) -> Result<Option<u32>, EngineError> {
             unreachable!("not used")
         }
+        async fn exec(
+            &self,
+            _: &str,
+            _: &[String],
+            _: &[String],
+        ) -> Result<crate::ExecSession, EngineError> {
+            unreachable!("not used")
+        }
+        async fn exec_exit_code(&self, _: &str) -> Result<Option<i64>, EngineError> {
+            unreachable!("not used")
+        }
         async fn remove(&self, _: &str) -> Result<(), EngineError> {
             unreachable!("not used")
         }

@@ -2,7 +2,7 @@
 //!
 //! - [`ContainerEngine`] is the interface: images (present, inspect, load, pull, remove),
 //!   containers (create, attach to the output, start, signal, stop with a grace, wait for the
-//!   exit code and OOM flag, main pid, remove) and a listing by name prefix. Its types are
+//!   exit code and OOM flag, main pid, run a command inside, remove) and a listing by name prefix. Its types are
 //!   engine-neutral ([`ContainerConfig`], [`EngineError`] with an [`EngineErrorKind`] callers
 //!   can act on).
 //! - [`DockerEngine`] implements it over the Docker Engine API on a unix socket (bollard),
@@ -45,5 +45,6 @@ pub mod image;
 pub use docker::{DEFAULT_SOCKET, DockerEngine};
 pub use engine::{
     Bind, ContainerConfig, ContainerEngine, ContainerExit, ContainerSummary, EngineError,
-    EngineErrorKind, NetworkMode, OutputStream, PortPublish, RegistryAuth, Signal, Ulimit,
+    EngineErrorKind, ExecSession, NetworkMode, OutputStream, PortPublish, RegistryAuth, Signal,
+    Ulimit,
 };

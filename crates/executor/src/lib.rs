@@ -27,6 +27,9 @@
 //!    update; every update is worded and sent by [`supervise::status_updates`].
 //! 5. **Teardown** ([`teardown`]): the log metadata is finished for the uploader.
 //!
+//! While a task's process runs, the scheduler may ask for configured shell commands against
+//! it ([`shell`]); the supervisor publishes where they run, the agent loop runs them.
+//!
 //! Imports go one way: the entry points use `supervise`; `supervise` uses the steps; a step
 //! uses what an earlier step made (the [`launch::LaunchPlan`]) and the types of [`run`], never
 //! `supervise` or an entry point; [`records`] and [`settings`] use none of them.
@@ -57,6 +60,7 @@ pub mod launch;
 pub mod records;
 pub mod run;
 pub mod settings;
+pub mod shell;
 pub mod staging;
 pub mod standalone;
 pub mod supervise;

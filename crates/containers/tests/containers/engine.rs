@@ -80,6 +80,7 @@ on_both_engines!(
     images_are_inspected_pulled_saved_loaded_and_removed,
     a_broken_tarball_and_an_unreachable_engine_are_errors_with_messages,
     containers_are_listed_by_name_prefix_stopped_and_removed,
+    a_command_runs_inside_a_running_container_with_its_env_and_exit_code,
 );
 
 /// Output collected from a container's attach stream.
@@ -402,4 +403,46 @@ async fn containers_are_listed_by_name_prefix_stopped_and_removed(target: Target
     assert_eq!(engine.list(&prefix).await.expect("list"), Vec::new());
     engine.remove(&other_id).await.expect("remove");
     engine.remove(&inside_id).await.expect("remove");
+}
+
+async fn a_command_runs_inside_a_running_container_with_its_env_and_exit_code(target: Target) {
+    let engine = &target.engine;
+    let name = unique_name("se-test-engine");
+    let config = target.busybox(&name, &["sh", "-c", TRAPS_TERM]);
+    let (id, output) = run(engine, &config).await;
+    output.wait_for("ready").await;
+
+    let argv = ["sh", "-c", "echo out $GREETING; echo err >&2; exit 5"].map(str::to_owned);
+    let mut session = engine
+        .exec(&name, &argv, &["GREETING=hello".to_owned()])
+        .await
+        .expect("exec");
+    let pid = session.pid.expect("the exec's host pid");
+    assert!(pid > 1);
+    let mut printed = Vec::new();
+    while let Some(chunk) = session.output.next().await {
+        printed.extend_from_slice(&chunk.expect("output"));
+    }
+    let printed = String::from_utf8_lossy(&printed);
+    assert!(printed.contains("out hello\n"), "{printed:?}");
+    assert!(printed.contains("err\n"), "{printed:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let code = loop {
+        if let Some(code) = engine.exec_exit_code(&session.id).await.expect("inspect") {
+            break code;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exec never reported its exit"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(code, 5);
+
+    let missing = engine
+        .exec(&unique_name("se-test-missing"), &argv, &[])
+        .await
+        .expect_err("no such container");
+    assert_eq!(missing.kind, EngineErrorKind::NotFound, "{missing}");
+    engine.remove(&id).await.expect("remove");
 }

@@ -4,9 +4,9 @@
 //!
 //! - `.SingularityTaskDestroyFrameworkMessage` `{"taskId": {...}, "user": "opt"}`: kill the
 //!   task with SIGKILL now.
-//! - `.SingularityTaskShellCommandRequest`, or no `@class` at all: a shell-command request.
-//!   Shell commands are not implemented by this executor; the request is answered with a
-//!   `SingularityTaskShellCommandUpdate` of type `INVALID` so the UI shows why.
+//! - `.SingularityTaskShellCommandRequest`, or no `@class` at all: a shell-command request,
+//!   run by [`crate::shell`] and answered with `SingularityTaskShellCommandUpdate`s
+//!   ([`ShellCommandRequest::update`]).
 
 use serde_json::{Value, json};
 use singularity_common::task_id::TaskId;
@@ -63,6 +63,64 @@ pub struct ShellCommandRequest {
     pub name: String,
     /// Request timestamp (epoch ms), part of the request's identity.
     pub timestamp: i64,
+    /// Names of the options to turn on.
+    pub options: Vec<String>,
+    /// Replaces `{NAME}` in the output file name.
+    pub logfile_name: Option<String>,
+}
+
+/// The `updateType` of a `SingularityTaskShellCommandUpdate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShellUpdate {
+    /// Refused.
+    Invalid,
+    /// Accepted: the message is the command line.
+    Acked,
+    /// Running: the message is `pid - N`.
+    Started,
+    /// Ended: `Finished with code N`.
+    Finished,
+    /// Could not run to its end.
+    Failed,
+}
+
+impl ShellUpdate {
+    /// The JSON value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "INVALID",
+            Self::Acked => "ACKED",
+            Self::Started => "STARTED",
+            Self::Finished => "FINISHED",
+            Self::Failed => "FAILED",
+        }
+    }
+}
+
+impl ShellCommandRequest {
+    /// The `SingularityTaskShellCommandUpdate` answering this request.
+    pub fn update(
+        &self,
+        kind: ShellUpdate,
+        message: &str,
+        output_filename: Option<&str>,
+        now_millis: i64,
+    ) -> Vec<u8> {
+        let mut update = json!({
+            "shellRequestId": {
+                "taskId": self.task_id_json,
+                "name": self.name,
+                "timestamp": self.timestamp,
+            },
+            "timestamp": now_millis,
+            "message": message,
+            "updateType": kind.as_str(),
+        });
+        if let Some(name) = output_filename {
+            update["outputFilename"] = Value::from(name);
+        }
+        update.to_string().into_bytes()
+    }
 }
 
 /// Parses a framework message.
@@ -87,6 +145,21 @@ pub fn parse(bytes: &[u8]) -> Result<FrameworkMessage, FrameworkMessageError> {
                     .unwrap_or_default()
                     .to_owned(),
                 timestamp: value.get("timestamp").and_then(Value::as_i64).unwrap_or(0),
+                options: command
+                    .get("options")
+                    .and_then(Value::as_array)
+                    .map(|options| {
+                        options
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                logfile_name: command
+                    .get("logfileName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             }))
         }
         Some(other) => Ok(FrameworkMessage::Unknown {
@@ -109,26 +182,6 @@ fn task_id(message: &Value) -> Result<String, FrameworkMessageError> {
     serde_json::from_value::<TaskId>(id.clone())
         .map(|t| t.to_string())
         .map_err(FrameworkMessageError::InvalidTaskId)
-}
-
-/// The `SingularityTaskShellCommandUpdate` refusing `request`.
-pub fn shell_command_invalid(
-    request: &ShellCommandRequest,
-    message: &str,
-    now_millis: i64,
-) -> Vec<u8> {
-    json!({
-        "shellRequestId": {
-            "taskId": request.task_id_json,
-            "name": request.name,
-            "timestamp": request.timestamp,
-        },
-        "timestamp": now_millis,
-        "message": message,
-        "updateType": "INVALID",
-    })
-    .to_string()
-    .into_bytes()
 }
 
 #[cfg(test)]
@@ -170,17 +223,33 @@ mod tests {
     }
 
     #[test]
-    fn shell_commands_without_a_class_are_recognised_and_refused() {
+    fn shell_commands_without_a_class_are_recognised_and_answered() {
         let bytes = json!({"taskId": task_id_json(), "timestamp": 5,
-                           "shellCommand": {"name": "lsof", "options": []}});
+                           "shellCommand": {"name": "lsof", "options": ["a", "b"],
+                                            "logfileName": "out"}});
         let Ok(FrameworkMessage::ShellCommand(request)) = parse(bytes.to_string().as_bytes())
         else {
             panic!("a shell command");
         };
         assert_eq!(request.name, "lsof");
+        assert_eq!(request.options, ["a", "b"]);
+        assert_eq!(request.logfile_name.as_deref(), Some("out"));
         let reply: Value =
-            serde_json::from_slice(&shell_command_invalid(&request, "no", 9)).expect("json");
+            serde_json::from_slice(&request.update(ShellUpdate::Invalid, "no", None, 9))
+                .expect("json");
         assert_eq!(reply["updateType"], "INVALID");
+        assert_eq!(reply["message"], "no");
+        assert_eq!(reply["timestamp"], 9);
+        assert!(reply.get("outputFilename").is_none());
+        let acked: Value = serde_json::from_slice(&request.update(
+            ShellUpdate::Acked,
+            "lsof -p 1",
+            Some("f.log"),
+            9,
+        ))
+        .expect("json");
+        assert_eq!(acked["updateType"], "ACKED");
+        assert_eq!(acked["outputFilename"], "f.log");
         assert_eq!(reply["shellRequestId"]["taskId"]["id"], ID);
         assert_eq!(reply["shellRequestId"]["timestamp"], 5);
     }

@@ -6,7 +6,8 @@
 //!   is shutting down". A duplicate task id is only logged.
 //! - KILL: passed to the task with the event's kill policy. Unknown task: logged.
 //! - MESSAGE ([`framework_messages`]): a Singularity destroy kills the task with SIGKILL; a
-//!   shell-command request is answered INVALID (not supported); anything else is logged.
+//!   shell-command request runs a configured command against the task ([`crate::shell`]);
+//!   anything else is logged.
 //! - SHUTDOWN, SIGTERM or SIGINT, or the client giving up on the agent (connection lost
 //!   without checkpointing, or no new subscription within `MESOS_RECOVERY_TIMEOUT`): every
 //!   task is killed with its grace capped so that the terminal update leaves within
@@ -41,6 +42,7 @@ use self::framework_messages::FrameworkMessage;
 use crate::launch::LaunchInput;
 use crate::run::TaskBackend;
 use crate::settings::Settings;
+use crate::shell::{self, ShellSlot, UpdateSink};
 use crate::supervise::status_updates::{self as messages, MesosSink, StatusSink};
 use crate::supervise::{self, TaskCommand, TaskEnv, TaskOutcome};
 
@@ -50,9 +52,6 @@ pub const ACK_FAIL_SAFE: Duration = Duration::from_secs(60);
 
 /// Kept from the shutdown grace period for sending the terminal updates after the kills.
 pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
-
-/// Answer to shell-command requests.
-pub const SHELL_COMMANDS_UNSUPPORTED: &str = "Shell commands are not supported by this executor";
 
 /// The grace each task gets when the executor shuts down: the agent's shutdown grace period
 /// less [`SHUTDOWN_MARGIN`] (half of it when it is shorter than twice the margin).
@@ -157,12 +156,31 @@ pub async fn run(
     executor.event_loop(events, shutdown, fatal).await
 }
 
+/// What the event loop holds of a task.
+struct TaskHandle {
+    commands: mpsc::UnboundedSender<TaskCommand>,
+    shell: Arc<ShellSlot>,
+}
+
+/// Sends shell-command updates to the scheduler as framework messages.
+struct MessageSink(ExecutorClient);
+
+impl UpdateSink for MessageSink {
+    fn send(&self, update: Vec<u8>) -> crate::run::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(error) = self.0.message(update).await {
+                tracing::warn!(%error, "cannot send a shell-command update");
+            }
+        })
+    }
+}
+
 struct Executor {
     env: Arc<TaskEnv>,
     client: ExecutorClient,
     sandbox: PathBuf,
     budget: Duration,
-    tasks: HashMap<String, mpsc::UnboundedSender<TaskCommand>>,
+    tasks: HashMap<String, TaskHandle>,
     running: JoinSet<TaskOutcome>,
     shutting_down: bool,
     /// Past this, tasks still running are abandoned.
@@ -226,8 +244,8 @@ impl Executor {
                 }
                 () = fatal.cancelled() => {
                     tracing::error!("cannot report to the agent: killing every task and exiting");
-                    for commands in self.tasks.values() {
-                        let _ = commands.send(TaskCommand::Destroy { user: None });
+                    for task in self.tasks.values() {
+                        let _ = task.commands.send(TaskCommand::Destroy { user: None });
                     }
                     let _ = tokio::time::timeout(Duration::from_secs(5), async {
                         while self.running.join_next().await.is_some() {}
@@ -263,8 +281,8 @@ impl Executor {
             return;
         }
         self.shutting_down = true;
-        for commands in self.tasks.values() {
-            let _ = commands.send(TaskCommand::Shutdown {
+        for task in self.tasks.values() {
+            let _ = task.commands.send(TaskCommand::Shutdown {
                 budget: self.budget,
             });
         }
@@ -326,8 +344,8 @@ impl Executor {
 
     fn command(&self, task_id: &str, command: TaskCommand) {
         match self.tasks.get(task_id) {
-            Some(commands) => {
-                if commands.send(command).is_err() {
+            Some(task) => {
+                if task.commands.send(command).is_err() {
                     tracing::info!(task_id, "the task is already ending");
                 }
             }
@@ -354,15 +372,27 @@ impl Executor {
         }
         tracing::info!(task_id, "launching");
         let (tx, rx) = mpsc::unbounded_channel();
-        self.tasks.insert(task_id, tx);
+        let shell = Arc::new(ShellSlot::default());
+        self.tasks.insert(
+            task_id,
+            TaskHandle {
+                commands: tx,
+                shell: Arc::clone(&shell),
+            },
+        );
         let input = LaunchInput {
             sandbox: self.sandbox.clone(),
             inherited_env: crate::run::executor_env(),
             extra_env: Vec::new(),
             executor_pid: self.env.executor_pid,
         };
-        self.running
-            .spawn(supervise::run_task(Arc::clone(&self.env), task, input, rx));
+        self.running.spawn(supervise::run_task(
+            Arc::clone(&self.env),
+            task,
+            input,
+            rx,
+            shell,
+        ));
         true
     }
 
@@ -372,20 +402,23 @@ impl Executor {
                 self.command(&task_id, TaskCommand::Destroy { user });
             }
             Ok(FrameworkMessage::ShellCommand(request)) => {
-                tracing::warn!(
+                let Some(task) = self.tasks.get(&request.task_id) else {
+                    tracing::warn!(
+                        task_id = request.task_id,
+                        name = request.name,
+                        "shell command for an unknown task ignored"
+                    );
+                    return;
+                };
+                tracing::info!(
                     task_id = request.task_id,
                     name = request.name,
-                    "shell command requested: not supported"
+                    "shell command requested"
                 );
-                let now = chrono::Utc::now().timestamp_millis();
-                let reply = framework_messages::shell_command_invalid(
-                    &request,
-                    SHELL_COMMANDS_UNSUPPORTED,
-                    now,
-                );
-                if let Err(error) = self.client.message(reply).await {
-                    tracing::warn!(%error, "cannot answer the shell-command request");
-                }
+                let target = task.shell.get();
+                let settings = Arc::clone(&self.env.settings);
+                let sink = MessageSink(self.client.clone());
+                tokio::spawn(async move { shell::run(&settings, request, target, &sink).await });
             }
             Ok(FrameworkMessage::Unknown { class }) => {
                 tracing::warn!(class, "framework message of an unknown class ignored");

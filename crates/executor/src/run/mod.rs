@@ -216,6 +216,46 @@ pub trait TaskControl: Send + Sync + fmt::Debug {
     fn thread_count(&self) -> BoxFuture<'_, Result<u64, BackendError>>;
 }
 
+/// Where a task's shell commands ([`crate::shell`]) run.
+#[derive(Clone, Debug)]
+pub enum ShellPlace {
+    /// On the host beside the task's process; `{PID}` is its main pid.
+    Host,
+    /// Inside the task's container, through its runtime; `{PID}` is 1.
+    Container(Arc<dyn ContainerExec>),
+}
+
+/// Runs commands inside one task's container.
+pub trait ContainerExec: Send + Sync + fmt::Debug {
+    /// The words that stand for the runtime in the command line reported to the scheduler
+    /// (`docker exec se-<taskId>`, as Singularity shows it).
+    fn shown_as(&self) -> Vec<String>;
+    /// Starts `argv` in the container with `env` added, its stdout and stderr appended to
+    /// `output`.
+    fn exec(
+        &self,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        output: std::fs::File,
+    ) -> BoxFuture<'_, Result<RunningCommand, std::io::Error>>;
+}
+
+/// A shell command that has started.
+pub struct RunningCommand {
+    /// Host pid of the command (reported in STARTED, SIGKILLed when its task ends).
+    pub pid: Option<u32>,
+    /// Resolves to its exit code once it has ended and its output is written.
+    pub exit: BoxFuture<'static, Result<i32, std::io::Error>>,
+}
+
+impl fmt::Debug for RunningCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningCommand")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A task that is running.
 pub struct StartedTask {
     /// The main process id (reported in TASK_RUNNING).
@@ -230,6 +270,8 @@ pub struct StartedTask {
     /// The SIGTERM → SIGKILL grace this backend uses when the task sets none
     /// (`sigKillProcessesAfterMillis`); `None` leaves it to the kill policy.
     pub kill_grace: Option<Duration>,
+    /// Where its shell commands run.
+    pub shell: ShellPlace,
 }
 
 impl fmt::Debug for StartedTask {
@@ -239,6 +281,7 @@ impl fmt::Debug for StartedTask {
             .field("process_name", &self.process_name)
             .field("control", &self.control)
             .field("kill_grace", &self.kill_grace)
+            .field("shell", &self.shell)
             .finish_non_exhaustive()
     }
 }

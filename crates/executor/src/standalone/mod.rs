@@ -268,7 +268,7 @@ pub async fn run(
         (Ok(term), Ok(int)) => (term, int),
         (Err(source), _) | (_, Err(source)) => return Err(StandaloneError::Signals { source }),
     };
-    let run = supervise::run_task(env, Box::new(task), input, rx);
+    let run = supervise::run_task(env, Box::new(task), input, rx, Arc::default());
     tokio::pin!(run);
     let mut signals = 0;
     let outcome = loop {

@@ -37,6 +37,7 @@ use crate::launch::{self, LaunchInput, LaunchPlan};
 use crate::records;
 use crate::run::TaskBackend;
 use crate::settings::Settings;
+use crate::shell::{self, ShellSlot, ShellTarget};
 use crate::staging::{self, StagingContext};
 use crate::teardown;
 
@@ -112,12 +113,14 @@ impl Reporter<'_> {
     }
 }
 
-/// Runs `task` to its terminal update, obeying `commands` meanwhile.
+/// Runs `task` to its terminal update, obeying `commands` meanwhile; `shell` holds the
+/// running process for shell commands while there is one.
 pub async fn run_task(
     env: Arc<TaskEnv>,
     task: Box<TaskInfo>,
     input: LaunchInput,
     mut commands: mpsc::UnboundedReceiver<TaskCommand>,
+    shell: Arc<ShellSlot>,
 ) -> TaskOutcome {
     let reporter = Reporter {
         env: &env,
@@ -271,8 +274,19 @@ pub async fn run_task(
         "process started"
     );
 
+    shell.set(ShellTarget {
+        task_dir: plan.task_dir().to_owned(),
+        user: shell::task_user(
+            plan.data.executor_data.user.as_deref(),
+            &env.settings.executor.default_run_as_user,
+        ),
+        pid: started.pid,
+        place: started.shell.clone(),
+        ended: CancellationToken::new(),
+    });
     let mut supervisor = Supervisor::new(&plan, &env.settings, &reporter, &started);
     let exit = supervisor.supervise(started.exit, &mut commands).await;
+    shell.end();
     let (state, message) = supervisor.terminal(exit).await;
     let outcome = reporter.finish(state, message).await;
     teardown::finish(&plan, &env.settings).await;

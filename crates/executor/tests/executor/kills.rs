@@ -317,34 +317,6 @@ async fn sigterm_to_the_executor_kills_its_tasks_and_it_exits_after_the_acks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shell_command_requests_are_answered_invalid() {
-    let harness = Harness::new("idleExecutorShutdownWaitMillis: 300");
-    let agent = FakeAgent::start("fw-1", "ex-1").await;
-    let mut executor = harness.spawn(&agent, true);
-    let id = task_id();
-    agent.launch(task(&agent, &id, &json!({"cmd": "sleep 1"})));
-    wait_state(&agent, &id, TaskState::TaskRunning).await;
-    let request = json!({
-        "@class": ".SingularityTaskShellCommandRequest",
-        "taskId": {"id": id},
-        "timestamp": 1234,
-        "shellCommand": {"name": "jstack", "options": []}
-    });
-    agent.message(request.to_string().into_bytes());
-    assert!(agent.wait_for_messages(1, SOON).await);
-    let reply: serde_json::Value =
-        serde_json::from_slice(&agent.messages()[0]).expect("a JSON reply");
-    assert_eq!(reply["updateType"], "INVALID");
-    assert_eq!(reply["shellRequestId"]["name"], "jstack");
-    assert_eq!(reply["shellRequestId"]["timestamp"], 1234);
-    assert_eq!(reply["shellRequestId"]["taskId"]["id"], json!(id));
-    let status = wait_terminal(&agent, &id).await;
-    assert_eq!(status.state, TaskState::TaskFinished);
-    assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
-    assert_no_rejections(&agent);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_during_staging_cancels_it() {
     // A download server that accepts connections and never answers keeps staging busy.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -35,8 +35,8 @@ pub use plan::{ContainerOptions, PlanError};
 use self::plan::{ImageSource, plan};
 use crate::run::process::open_append;
 use crate::run::{
-    BackendError, BoxFuture, ExitStatus, Preparation, StartedTask, StopSignal, TaskBackend,
-    TaskControl, TaskSpec, count_threads_blocking,
+    BackendError, BoxFuture, ContainerExec, ExitStatus, Preparation, RunningCommand, ShellPlace,
+    StartedTask, StopSignal, TaskBackend, TaskControl, TaskSpec, count_threads_blocking,
 };
 
 /// How long output may keep arriving after the container stopped.
@@ -326,6 +326,10 @@ impl<E: ContainerEngine> ContainerBackend<E> {
             control,
             exit,
             kill_grace: Some(self.options.stop_timeout),
+            shell: ShellPlace::Container(Arc::new(ContainerShell {
+                engine: Arc::clone(&self.engine),
+                name,
+            })),
         })
     }
 
@@ -397,6 +401,61 @@ impl<E: ContainerEngine> TaskControl for ContainerControl<E> {
                 return Ok(0);
             }
             count_threads_blocking(&self.task_id, move || cgroup::threads(pid)).await
+        })
+    }
+}
+
+/// Runs shell commands in one container through the engine's exec API.
+#[derive(Debug)]
+struct ContainerShell<E> {
+    engine: Arc<E>,
+    name: String,
+}
+
+/// How long the engine may take to record an exec's exit code after its output ended.
+const EXEC_EXIT_SETTLE: Duration = Duration::from_secs(5);
+
+impl<E: ContainerEngine> ContainerExec for ContainerShell<E> {
+    fn shown_as(&self) -> Vec<String> {
+        vec!["docker".to_owned(), "exec".to_owned(), self.name.clone()]
+    }
+
+    fn exec(
+        &self,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        output: File,
+    ) -> BoxFuture<'_, Result<RunningCommand, io::Error>> {
+        Box::pin(async move {
+            let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let session = self
+                .engine
+                .exec(&self.name, &argv, &env)
+                .await
+                .map_err(io::Error::other)?;
+            let engine = Arc::clone(&self.engine);
+            let exit = Box::pin(async move {
+                pump(session.output, output).await;
+                let deadline = Instant::now() + EXEC_EXIT_SETTLE;
+                loop {
+                    match engine.exec_exit_code(&session.id).await {
+                        Ok(Some(code)) => return Ok(i32::try_from(code).unwrap_or(i32::MAX)),
+                        Ok(None) if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Ok(None) => {
+                            return Err(io::Error::other(
+                                "the engine reports the command still running after its output ended",
+                            ));
+                        }
+                        Err(error) => return Err(io::Error::other(error)),
+                    }
+                }
+            });
+            Ok(RunningCommand {
+                pid: session.pid,
+                exit,
+            })
         })
     }
 }

@@ -30,8 +30,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::task::JoinHandle;
 
 use super::{
-    BackendError, BoxFuture, ExitStatus, StartedTask, StopSignal, TaskBackend, TaskControl,
-    TaskSpec, count_threads_blocking,
+    BackendError, BoxFuture, ExitStatus, ShellPlace, StartedTask, StopSignal, TaskBackend,
+    TaskControl, TaskSpec, count_threads_blocking,
 };
 
 /// The shell every command runs under.
@@ -161,6 +161,7 @@ impl ProcessBackend {
             control: group,
             exit,
             kill_grace: None,
+            shell: ShellPlace::Host,
         })
     }
 }
