@@ -11,6 +11,10 @@
 //!   [`image`] splits references, pulls with attempts inside one deadline, and reads the image
 //!   id of a `docker save` tarball; [`cgroup`] counts a container's threads from the host.
 //!
+//! - [`oci`] runs containers without a daemon: an image store unpacking `docker save`
+//!   tarballs into shared root filesystems, the OCI runtime configuration of a container,
+//!   and the OCI runtime's command line (runc, crun) with each container a child process.
+//!
 //! The executor runs a task's container through this crate (it plans the container from the
 //! `TaskInfo` itself); the cleanup lists, stops and removes the containers the executor left,
 //! found by the name [`singularity_common::naming::container_name`] gives them:
@@ -41,6 +45,7 @@ pub mod cgroup;
 pub mod docker;
 mod engine;
 pub mod image;
+pub mod oci;
 
 pub use docker::{DEFAULT_SOCKET, DockerEngine};
 pub use engine::{

@@ -23,6 +23,7 @@ pub use s3_server::{
     REGION, S3Server, S3ServerError, ServedCounters, build_service, serve, serve_counted,
 };
 pub use services::{
-    docker_cli, docker_host, docker_socket, env_file_path, podman_host, podman_socket, python,
-    registry, s5cmd_path, services_s3, setting, test_image, test_image_in, unique_name,
+    docker_cli, docker_host, docker_socket, env_file_path, oci_runtime, podman_host, podman_socket,
+    python, registry, s5cmd_path, save_test_image, services_s3, setting, test_image, test_image_in,
+    unique_name,
 };

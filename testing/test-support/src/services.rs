@@ -114,6 +114,40 @@ fn engine_socket(what: &str, variable: &str, host: &str) -> PathBuf {
     }
 }
 
+/// The OCI runtime binary the daemonless-container tests drive (`SINGULARITY_TEST_OCI_RUNTIME`,
+/// default `/usr/sbin/runc`), after checking that it answers `--version`.
+#[track_caller]
+pub fn oci_runtime() -> PathBuf {
+    let binary = PathBuf::from(
+        setting("SINGULARITY_TEST_OCI_RUNTIME").unwrap_or_else(|| "/usr/sbin/runc".to_owned()),
+    );
+    match Command::new(&binary).arg("--version").output() {
+        Ok(output) if output.status.success() => binary,
+        Ok(output) => missing(
+            "the OCI runtime",
+            format!("{} --version: {:?}", binary.display(), output.status),
+        ),
+        Err(err) => missing(
+            "the OCI runtime",
+            format!("{}: {err} (Debian package runc)", binary.display()),
+        ),
+    }
+}
+
+/// Writes the test image as a `docker save` tarball to `path` (what a `docker-archive://`
+/// artifact holds).
+#[track_caller]
+pub fn save_test_image(path: &Path) {
+    let image = test_image();
+    let target = path.display().to_string();
+    let output = docker_cli(&["save", "-o", &target, &image]);
+    assert!(
+        output.status.success(),
+        "docker save {image}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The test image (`local/busybox:1`, with busybox applets in `/bin`), after checking that
 /// dockerd has it.
 #[track_caller]

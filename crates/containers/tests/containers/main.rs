@@ -2,3 +2,4 @@
 //! `scripts/services.sh`. One module per topic.
 
 mod engine;
+mod oci;
