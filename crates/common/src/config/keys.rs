@@ -1345,6 +1345,51 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         "give containers the task's `mem` and `cpus` resources and `maxTaskThreads` as memory, cpu and pids limits",
     )
     .addition(),
+    KeySpec::new(
+        "defaultContainerRuntime",
+        "default_container_runtime",
+        &["executor.default.container.runtime"],
+        K::Choice(crate::config::types::ContainerRuntime::NAMES),
+        "DOCKER",
+        "what runs a task whose container has a docker image and no `type`: `DOCKER` (the engine at `dockerSocket`) or `OCI` (the OCI runtime, no daemon); `type: DOCKER` always uses the engine, `type: MESOS` with an image always the OCI runtime",
+    )
+    .addition(),
+    KeySpec::new(
+        "ociRuntime",
+        "oci_runtime",
+        &["executor.oci.runtime"],
+        K::String,
+        "runc",
+        "OCI runtime binary for daemonless containers (`runc`, `crun`, or a path)",
+    )
+    .addition(),
+    KeySpec::new(
+        "ociRuntimeRoot",
+        "oci_runtime_root",
+        &["executor.oci.runtime.root"],
+        K::Path,
+        "",
+        "state directory of the OCI runtime (`--root`); empty for the runtime's own (`/run/runc`)",
+    )
+    .addition(),
+    KeySpec::new(
+        "ociImageStoreDirectory",
+        "oci_image_store_directory",
+        &["executor.oci.image.store.directory"],
+        K::Path,
+        "/var/lib/singularity/oci-images",
+        "where images of daemonless containers are unpacked, shared by every executor of the host",
+    )
+    .addition(),
+    KeySpec::new(
+        "ociImageStoreMaxBytes",
+        "oci_image_store_max_bytes",
+        &["executor.oci.image.store.max.bytes"],
+        K::Integer,
+        "10737418240",
+        "size of the image store beyond which images no running task uses are removed, least recently used first",
+    )
+    .addition(),
 ];
 
 static CLEANUP_KEYS: &[KeySpec] = &[

@@ -132,6 +132,23 @@ impl ThreadCheckerType {
 /// records carry, so a per-deploy override and the config default compare directly.
 pub use crate::records::LogrotateFrequency;
 
+/// What runs a task whose `TaskInfo.container` has a `docker` image and no `type`
+/// (`defaultContainerRuntime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ContainerRuntime {
+    /// The Docker-API engine at `dockerSocket`.
+    #[default]
+    Docker,
+    /// The OCI runtime (`ociRuntime`), without a daemon.
+    Oci,
+}
+
+impl ContainerRuntime {
+    /// The accepted spellings.
+    pub const NAMES: &'static [&'static str] = &["DOCKER", "OCI"];
+}
+
 /// Compressor the cleanup uses for abandoned rotations (`compressionType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -619,6 +636,16 @@ pub struct ExecutorConfig {
     pub docker_pull_timeout_seconds: u64,
     /// Container memory, cpu and pids limits from the task's resources.
     pub docker_limits_from_resources: bool,
+    /// What runs a Docker-image task whose container has no `type`.
+    pub default_container_runtime: ContainerRuntime,
+    /// The OCI runtime binary (a path or a name in `PATH`).
+    pub oci_runtime: String,
+    /// The OCI runtime's state directory; `None` for its own default.
+    pub oci_runtime_root: Option<PathBuf>,
+    /// Where images of daemonless containers are unpacked.
+    pub oci_image_store_directory: PathBuf,
+    /// Size of the image store beyond which unused images are removed, oldest use first.
+    pub oci_image_store_max_bytes: u64,
 }
 
 impl Default for ExecutorConfig {
@@ -701,6 +728,11 @@ impl Default for ExecutorConfig {
             docker_socket: PathBuf::from("/var/run/docker.sock"),
             docker_pull_timeout_seconds: 600,
             docker_limits_from_resources: false,
+            default_container_runtime: ContainerRuntime::Docker,
+            oci_runtime: "runc".to_owned(),
+            oci_runtime_root: None,
+            oci_image_store_directory: PathBuf::from("/var/lib/singularity/oci-images"),
+            oci_image_store_max_bytes: 10 << 30,
         }
     }
 }

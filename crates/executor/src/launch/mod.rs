@@ -186,7 +186,7 @@ pub fn prepare(
     let task_dir = naming::task_directory(&input.sandbox, &task_id);
     let app_dir = task_dir.join(&settings.executor.task_app_directory);
     let service_log = task_dir.join(data.effective_service_log());
-    let docker = crate::run::is_docker(task.container.as_ref());
+    let docker = crate::run::is_container(task.container.as_ref());
     // A container runs as its image (or `--user`) says: no user switch.
     let run_as = if docker {
         None

@@ -4,11 +4,13 @@
 //! [`TaskSpec`] (made by [`crate::launch`]), gets back a [`StartedTask`] (main pid, a
 //! [`TaskControl`] to signal it or count its threads, and a future resolving to its
 //! [`ExitStatus`]), and never learns whether it is a process group
-//! ([`process::ProcessBackend`]) or a container ([`container::ContainerBackend`]);
+//! ([`process::ProcessBackend`]) or a container ([`container::ContainerBackend`] on a
+//! Docker-API engine, [`oci::OciBackend`] with an OCI runtime and no daemon);
 //! [`select::SelectBackend`] picks one per task, and [`select::backends`] builds them from the
 //! settings. The backend owns the task's output and appends it to `service.log`.
 
 pub mod container;
+pub mod oci;
 pub mod process;
 pub mod select;
 
@@ -43,6 +45,15 @@ pub fn is_docker(container: Option<&ContainerInfo>) -> bool {
     container.is_some_and(|c| {
         c.docker.is_some() && c.kind != Some(singularity_mesos::types::ContainerType::Mesos)
     })
+}
+
+/// Whether a task with this `TaskInfo.container` runs in a container of any runtime: a
+/// Docker image, or a `type: MESOS` container with `mesos.image`.
+pub fn is_container(container: Option<&ContainerInfo>) -> bool {
+    is_docker(container)
+        || container.is_some_and(|c| {
+            c.docker.is_some() || c.mesos.as_ref().is_some_and(|m| m.get("image").is_some())
+        })
 }
 
 /// The executor's own environment, as tasks inherit it; variables that are not UTF-8 are
@@ -206,6 +217,9 @@ pub enum BackendError {
     /// The task's container is not acceptable, or the engine refused or failed an operation.
     #[error(transparent)]
     Container(#[from] container::ContainerError),
+    /// The task's daemonless container could not be planned or run.
+    #[error(transparent)]
+    Oci(#[from] oci::OciTaskError),
 }
 
 /// Controls a started task; shared by the supervisor's timers.

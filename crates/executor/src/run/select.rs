@@ -1,14 +1,22 @@
-//! Picks the backend per task: a container when `TaskInfo.container.docker` is set (Docker
-//! mode is on exactly then, see `docs/executor.md`), else a process group; and builds the
-//! backends from the settings.
+//! Picks the backend per task, and builds the backends from the settings:
+//!
+//! | `TaskInfo.container` | backend |
+//! |---|---|
+//! | none, or `type: MESOS` without an image | a process group |
+//! | `type: DOCKER` with `docker` | the Docker-API engine |
+//! | `type: MESOS` with `mesos.image` | the OCI runtime, no daemon |
+//! | no `type`, with `docker` | `defaultContainerRuntime` (`DOCKER` by default, or `OCI`) |
 
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use singularity_common::config::types::ContainerRuntime;
 use singularity_containers::DockerEngine;
+use singularity_containers::oci::{ImageStore, OciRuntime};
 
 use super::container::{ContainerBackend, ContainerOptions};
+use super::oci::{OciBackend, OciOptions, runs_under_oci};
 use super::process::ProcessBackend;
 use super::{BackendError, BoxFuture, Preparation, StartedTask, TaskBackend, TaskSpec};
 use crate::settings::Settings;
@@ -18,16 +26,31 @@ use crate::settings::Settings;
 pub struct SelectBackend {
     process: Arc<dyn TaskBackend>,
     container: Arc<dyn TaskBackend>,
+    oci: Arc<dyn TaskBackend>,
+    default_runtime: ContainerRuntime,
 }
 
 impl SelectBackend {
-    /// Plain tasks go to `process`, Docker tasks to `container`.
-    pub fn new(process: Arc<dyn TaskBackend>, container: Arc<dyn TaskBackend>) -> Self {
-        Self { process, container }
+    /// Plain tasks go to `process`, Docker tasks to `container`, daemonless ones to `oci`;
+    /// untyped Docker-image tasks to the one `default_runtime` names.
+    pub fn new(
+        process: Arc<dyn TaskBackend>,
+        container: Arc<dyn TaskBackend>,
+        oci: Arc<dyn TaskBackend>,
+        default_runtime: ContainerRuntime,
+    ) -> Self {
+        Self {
+            process,
+            container,
+            oci,
+            default_runtime,
+        }
     }
 
     fn pick(&self, spec: &TaskSpec) -> &dyn TaskBackend {
-        if spec.is_docker() {
+        if runs_under_oci(spec.container.as_ref(), self.default_runtime) {
+            self.oci.as_ref()
+        } else if spec.is_docker() {
             self.container.as_ref()
         } else {
             self.process.as_ref()
@@ -61,7 +84,8 @@ pub enum BackendSetupError {
 }
 
 /// The task backends the settings describe: process groups through the running executable's
-/// `__exec` helper, containers on the engine at `dockerSocket` (connected on first use).
+/// `__exec` helper, containers on the engine at `dockerSocket` (connected on first use), and
+/// daemonless containers with `ociRuntime` and the image store at `ociImageStoreDirectory`.
 pub fn backends(settings: &Settings) -> Result<Arc<dyn TaskBackend>, BackendSetupError> {
     let process = ProcessBackend::from_current_exe()
         .map_err(|source| BackendSetupError::CurrentExe { source })?;
@@ -74,9 +98,19 @@ pub fn backends(settings: &Settings) -> Result<Arc<dyn TaskBackend>, BackendSetu
         &super::executor_env(),
         std::env::home_dir().as_deref(),
     );
+    let oci = OciBackend::new(
+        OciRuntime::new(
+            &settings.executor.oci_runtime,
+            settings.executor.oci_runtime_root.clone(),
+        ),
+        ImageStore::new(&settings.executor.oci_image_store_directory),
+        OciOptions::from_settings(settings, options.clone()),
+    );
     let container = ContainerBackend::new(engine, options);
     Ok(Arc::new(SelectBackend::new(
         Arc::new(process),
         Arc::new(container),
+        Arc::new(oci),
+        settings.executor.default_container_runtime,
     )))
 }

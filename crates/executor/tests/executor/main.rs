@@ -11,6 +11,7 @@ mod kills;
 mod lifecycle;
 mod limits;
 mod metadata_files;
+mod oci;
 mod shell_commands;
 mod staging_downloader;
 mod staging_external;
