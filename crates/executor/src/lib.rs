@@ -20,8 +20,9 @@
 //! 3. **Run** ([`run`]): `cmd` plus `extraCmdLineArgs` with `/bin/sh -c` in `app/`, in its own
 //!    process group, as the task user ([`run::process`]) — or, when `TaskInfo.container.docker`
 //!    is set, in a container of a Docker-API engine ([`run::container`], over
-//!    `singularity-containers`); [`run::select`] picks the backend per task and builds both
-//!    from the settings. Output is appended to `service.log`.
+//!    `singularity-containers`), or for `type: MESOS` with `mesos.image`, in a daemonless
+//!    container of an OCI runtime ([`run::oci`]); [`run::select`] picks the backend per task
+//!    and builds them from the settings. Output is appended to `service.log`.
 //! 4. **Supervise and report** ([`supervise`]): TASK_RUNNING (at once, or when the
 //!    health-check file appears), kills, destroys and the thread limit, then the terminal
 //!    update; every update is worded and sent by [`supervise::status_updates`].
