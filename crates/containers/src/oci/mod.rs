@@ -5,6 +5,8 @@
 //! - [`store`]: images unpacked once ([`layers`]: whiteouts, hard links, ownership, every
 //!   path kept inside the root) into a content-addressed store shared read-only by
 //!   containers, evicted least recently used first beyond a size.
+//! - [`registry`]: registry pulls over the OCI distribution API (`oci-client`), with the
+//!   same credentials as Docker pulls.
 //! - [`spec`]: a container's `config.json` (process, user, env, working directory, mounts,
 //!   network host or none, memory, CPU and pids limits, rlimits), through `oci-spec`.
 //! - [`runc`]: `run` in the foreground (exit code and output are the child's), `kill`,
@@ -15,6 +17,7 @@
 //! bind mounts it is given (the task sandbox).
 
 pub mod layers;
+pub mod registry;
 pub mod runc;
 pub mod spec;
 pub mod store;
@@ -92,6 +95,14 @@ pub enum OciError {
         /// The tarball.
         path: PathBuf,
         /// What is wrong.
+        reason: String,
+    },
+    /// A registry image could not be pulled.
+    #[error("cannot pull {image}: {reason}")]
+    Pull {
+        /// The reference.
+        image: String,
+        /// Why.
         reason: String,
     },
     /// A stored image is damaged.

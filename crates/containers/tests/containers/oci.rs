@@ -403,3 +403,30 @@ async fn the_store_imports_an_image_once_and_evicts_it_when_unused() {
         .to_string();
     assert!(error.contains("broken.tar"), "{error}");
 }
+
+#[tokio::test]
+async fn registry_images_are_pulled_without_a_daemon() {
+    let registry_image = format!("{}/test/busybox:1", services::registry());
+    let dir = tempfile::tempdir().expect("dir");
+    let store = ImageStore::new(dir.path().join("store"));
+    let image = singularity_containers::oci::registry::pull(&store, &registry_image, None)
+        .await
+        .expect("pull");
+    assert!(image.id.starts_with("sha256:"));
+    assert!(image.rootfs.join("bin/busybox").is_file());
+    assert_eq!(image.config.cmd, ["/bin/sh"]);
+    let again = singularity_containers::oci::registry::pull(&store, &registry_image, None)
+        .await
+        .expect("pull again");
+    assert_eq!(again, image);
+
+    let missing = format!("{}/test/busybox:missing", services::registry());
+    let error = singularity_containers::oci::registry::pull(&store, &missing, None)
+        .await
+        .expect_err("no such tag")
+        .to_string();
+    assert!(
+        error.starts_with(&format!("cannot pull {missing}: ")),
+        "{error}"
+    );
+}
