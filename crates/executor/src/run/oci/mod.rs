@@ -7,9 +7,12 @@
 //! `TaskInfo.container` of `type: MESOS` with `mesos.image` (`type: DOCKER`, `docker.name`),
 //! or of a Docker image when `defaultContainerRuntime` is `OCI`. Then:
 //!
-//! - the image: a `docker-archive://` tarball (staged as an artifact) is unpacked into the
-//!   image store once per image id and shared read-only; the store is then trimmed to
-//!   `ociImageStoreMaxBytes`, sparing the images of running tasks;
+//! - the image: before staging, a registry image is pulled over the OCI distribution API
+//!   with the Docker pull's credentials (`dockerAuthConfig`; the manifest every time, the
+//!   layers when the store lacks the image); after staging, a `docker-archive://` tarball is
+//!   unpacked. Either way an image is unpacked into the store once per image id and shared
+//!   read-only; the store is then trimmed to `ociImageStoreMaxBytes`, sparing the images of
+//!   running tasks;
 //! - the bundle (`<store>/bundles/se-<taskId>/config.json`): the image's entrypoint, command,
 //!   env, working directory and user under the task's; a read-only root with a fresh `/tmp`
 //!   and the sandbox at `/mnt/mesos/sandbox`; network host or none; memory, CPU and pids limits
@@ -17,8 +20,6 @@
 //! - `run` in the foreground: its output is appended to `service.log`, its exit code is the
 //!   task's; kills signal the container's init; the OOM kill count is read from the
 //!   container's memory cgroup; the container's state and bundle are removed at the end.
-//!
-//! Registry images are not pulled by this backend yet: such a task fails naming the image.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use singularity_common::config::types::ContainerRuntime;
 use singularity_containers::oci::{
-    BundleConfig, ImageStore, OciError, OciRuntime, StoredImage, oom_killed, runtime_spec,
+    BundleConfig, ImageStore, OciError, OciRuntime, StoredImage, oom_killed, registry, runtime_spec,
 };
 use singularity_containers::{ContainerConfig, Signal, cgroup};
 use singularity_mesos::types::ContainerType;
@@ -65,14 +66,6 @@ pub enum OciTaskError {
     Unsupported {
         /// Which.
         parameter: &'static str,
-    },
-    /// Registry images are not pulled without a daemon yet.
-    #[error(
-        "cannot run registry image {image} with the OCI runtime: only docker-archive:// images are supported"
-    )]
-    RegistryImage {
-        /// The reference.
-        image: String,
     },
     /// The image has no command and the task gives none.
     #[error("image {image} has no command and the task gives none")]
@@ -133,6 +126,8 @@ pub struct OciBackend {
     options: OciOptions,
     /// Image id of each running task, spared by the store's eviction.
     in_use: Arc<Mutex<HashMap<String, String>>>,
+    /// Registry images pulled before staging, by task.
+    pulled: Mutex<HashMap<String, StoredImage>>,
 }
 
 /// The `docker` description of a task's container as the OCI backend runs it: a Docker
@@ -235,7 +230,43 @@ impl OciBackend {
             store,
             options,
             in_use: Arc::default(),
+            pulled: Mutex::default(),
         }
+    }
+
+    /// Pulls the task's registry image (nothing for an archive).
+    async fn pull(&self, spec: &TaskSpec) -> Result<(), OciTaskError> {
+        let (source, _) = plan_task(spec, &self.options.container)?;
+        let ImageSource::Registry(image) = source else {
+            return Ok(());
+        };
+        let auth = self
+            .options
+            .container
+            .auth
+            .as_ref()
+            .and_then(|a| a.for_repository(&image.repository));
+        let pull = registry::pull(&self.store, &image.reference, auth.as_ref());
+        let stored = tokio::time::timeout(self.options.container.pull_timeout, pull)
+            .await
+            .map_err(|_| OciError::Pull {
+                image: image.reference.clone(),
+                reason: format!(
+                    "no answer within {}s",
+                    self.options.container.pull_timeout.as_secs()
+                ),
+            })??;
+        tracing::info!(
+            task_id = spec.task_id,
+            image = image.reference,
+            id = stored.id,
+            "image pulled"
+        );
+        self.pulled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.task_id.clone(), stored);
+        Ok(())
     }
 
     async fn image(
@@ -243,12 +274,20 @@ impl OciBackend {
         task_id: &str,
         source: &ImageSource,
     ) -> Result<StoredImage, OciTaskError> {
-        let path = match source {
-            ImageSource::Archive { path } => path.clone(),
-            ImageSource::Registry(image) => {
-                return Err(OciTaskError::RegistryImage {
+        let pulled = self
+            .pulled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task_id);
+        let got = match (source, pulled) {
+            (ImageSource::Archive { path }, _) => Err(path.clone()),
+            (ImageSource::Registry(_), Some(image)) => Ok(image),
+            (ImageSource::Registry(image), None) => {
+                return Err(OciError::Pull {
                     image: image.reference.clone(),
-                });
+                    reason: "not pulled before staging".to_owned(),
+                }
+                .into());
             }
         };
         let store = self.store.clone();
@@ -256,7 +295,11 @@ impl OciBackend {
         let in_use = Arc::clone(&self.in_use);
         let task = task_id.to_owned();
         let image = tokio::task::spawn_blocking(move || {
-            let image = store.import_archive(&path)?;
+            // `Err` holds the tarball still to import.
+            let image = match got {
+                Ok(image) => image,
+                Err(path) => store.import_archive(&path)?,
+            };
             let spared: Vec<String> = {
                 let mut in_use = in_use.lock().unwrap_or_else(|e| e.into_inner());
                 in_use.insert(task, image.id.clone());
@@ -507,20 +550,14 @@ impl TaskBackend for OciBackend {
     }
 
     fn before_staging<'a>(&'a self, spec: &'a TaskSpec) -> Option<super::Preparation<'a>> {
-        // A bad container or image fails the task before anything is downloaded.
+        // A bad container or image fails the task before anything is downloaded; a registry
+        // image is pulled then, interruptible by a kill.
+        let pulls = plan_task(spec, &self.options.container)
+            .map(|(source, _)| matches!(source, ImageSource::Registry(_)))
+            .unwrap_or(false);
         Some(super::Preparation {
-            announce: None,
-            work: Box::pin(async move {
-                let (source, _) =
-                    plan_task(spec, &self.options.container).map_err(BackendError::from)?;
-                if let ImageSource::Registry(image) = source {
-                    return Err(OciTaskError::RegistryImage {
-                        image: image.reference,
-                    }
-                    .into());
-                }
-                Ok(())
-            }),
+            announce: pulls.then_some("Pulling image..."),
+            work: Box::pin(async move { Ok(self.pull(spec).await?) }),
         })
     }
 
