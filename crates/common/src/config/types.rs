@@ -619,6 +619,8 @@ pub struct ExecutorConfig {
     pub docker_pull_timeout_seconds: u64,
     /// Container memory, cpu and pids limits from the task's resources.
     pub docker_limits_from_resources: bool,
+    /// The executor runs in its task's cgroup: containers go under it, `cpuHardLimit` into it.
+    pub mesos_cgroup_isolation: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -701,6 +703,7 @@ impl Default for ExecutorConfig {
             docker_socket: PathBuf::from("/var/run/docker.sock"),
             docker_pull_timeout_seconds: 600,
             docker_limits_from_resources: false,
+            mesos_cgroup_isolation: true,
         }
     }
 }

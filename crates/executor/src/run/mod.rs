@@ -8,6 +8,7 @@
 //! [`select::SelectBackend`] picks one per task, and [`select::backends`] builds them from the
 //! settings. The backend owns the task's output and appends it to `service.log`.
 
+pub mod cgroup;
 pub mod container;
 pub mod process;
 pub mod select;
@@ -99,6 +100,8 @@ pub struct TaskSpec {
     pub mem_mib: Option<f64>,
     /// The task's thread limit (`maxTaskThreads`).
     pub max_threads: Option<u64>,
+    /// CPUs the task may use at most (`cpuHardLimit`), enforced as a CFS quota.
+    pub cpu_hard_limit: Option<u64>,
 }
 
 impl TaskSpec {
