@@ -6,7 +6,8 @@
 //! [`ExitStatus`]), and never learns whether it is a process group
 //! ([`process::ProcessBackend`]) or a container ([`container::ContainerBackend`]);
 //! [`select::SelectBackend`] picks one per task, and [`select::backends`] builds them from the
-//! settings. The backend owns the task's output and appends it to `service.log`.
+//! settings, wrapped in [`cgroup::CpuHardLimit`] when the executor runs in its task's cgroup.
+//! The backend owns the task's output and appends it to `service.log`.
 
 pub mod cgroup;
 pub mod container;
