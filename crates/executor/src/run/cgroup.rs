@@ -343,6 +343,33 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_watch_puts_the_quota_back_and_stops_when_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let quota = dir.path().join(CpuQuota::V1_QUOTA);
+        std::fs::write(&quota, "-1").expect("quota");
+        std::fs::write(dir.path().join(CpuQuota::V1_PERIOD), "100000").expect("period");
+        let wanted = CpuQuota::cores(3, 100_000);
+        put_back("t", dir.path(), CgroupVersion::V1, wanted);
+        assert_eq!(std::fs::read_to_string(&quota).expect("quota"), "300000");
+
+        let watch = QuotaWatch::start("t", dir.path(), CgroupVersion::V1, wanted);
+        // Let the watcher reach its first wait.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        std::fs::write(&quota, "150000").expect("overwrite");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while std::fs::read_to_string(&quota).expect("quota") != "300000" {
+            assert!(tokio::time::Instant::now() < deadline, "not put back");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        drop(watch);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        std::fs::write(&quota, "150000").expect("overwrite");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(std::fs::read_to_string(&quota).expect("quota"), "150000");
+    }
+
     #[test]
     fn the_cgroup_is_read_from_the_configured_file() {
         // This process's own cgroup, wherever the tests run: it exists.
