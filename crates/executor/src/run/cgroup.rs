@@ -112,10 +112,12 @@ impl ExecutorCgroup {
 /// backend: `cpuHardLimit × defaultCfsPeriod` µs per `defaultCfsPeriod` (v1
 /// `cpu.cfs_quota_us` and `cpu.cfs_period_us`, v2 `cpu.max`), written before the task starts
 /// and put back whenever it changes until the task has ended. Failing to, the task still
-/// runs; the reason is logged.
+/// runs; the reason is logged. Without the executor's cgroup (`mesosCgroupIsolation: false`)
+/// a plain task's limit has nowhere to go and is logged as not applied; a container's is its
+/// own quota ([`super::container::plan`]).
 pub struct CpuHardLimit {
     inner: Arc<dyn TaskBackend>,
-    cgroup: Arc<ExecutorCgroup>,
+    cgroup: Option<Arc<ExecutorCgroup>>,
     period_us: u64,
 }
 
@@ -131,7 +133,11 @@ impl fmt::Debug for CpuHardLimit {
 
 impl CpuHardLimit {
     /// `inner`'s tasks, with their `cpuHardLimit` as the quota of `cgroup`, per `period_us`.
-    pub fn new(inner: Arc<dyn TaskBackend>, cgroup: Arc<ExecutorCgroup>, period_us: u64) -> Self {
+    pub fn new(
+        inner: Arc<dyn TaskBackend>,
+        cgroup: Option<Arc<ExecutorCgroup>>,
+        period_us: u64,
+    ) -> Self {
         Self {
             inner,
             cgroup,
@@ -139,8 +145,18 @@ impl CpuHardLimit {
         }
     }
 
-    fn enforce(&self, task_id: &str, cores: u64) -> Option<QuotaWatch> {
-        let (version, dir) = match self.cgroup.cpu_dir() {
+    fn enforce(&self, spec: &TaskSpec, cores: u64) -> Option<QuotaWatch> {
+        let task_id = spec.task_id.as_str();
+        let Some(cgroup) = &self.cgroup else {
+            if !spec.is_docker() {
+                tracing::warn!(
+                    task_id,
+                    "cpuHardLimit is not applied: mesosCgroupIsolation is off, so the task has no cgroup of its own"
+                );
+            }
+            return None;
+        };
+        let (version, dir) = match cgroup.cpu_dir() {
             Ok(found) => found,
             Err(reason) => {
                 tracing::warn!(task_id, reason, "cpuHardLimit is not applied");
@@ -173,7 +189,7 @@ impl TaskBackend for CpuHardLimit {
         Box::pin(async move {
             let watch = spec
                 .cpu_hard_limit
-                .and_then(|cores| self.enforce(&spec.task_id, cores));
+                .and_then(|cores| self.enforce(spec, cores));
             let mut started = self.inner.start(spec).await?;
             if let Some(watch) = watch {
                 let exit = started.exit;

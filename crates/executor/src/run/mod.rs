@@ -6,7 +6,7 @@
 //! [`ExitStatus`]), and never learns whether it is a process group
 //! ([`process::ProcessBackend`]) or a container ([`container::ContainerBackend`]);
 //! [`select::SelectBackend`] picks one per task, and [`select::backends`] builds them from the
-//! settings, wrapped in [`cgroup::CpuHardLimit`] when the executor runs in its task's cgroup.
+//! settings, wrapped in [`cgroup::CpuHardLimit`] for `cpuHardLimit`.
 //! The backend owns the task's output and appends it to `service.log`.
 
 pub mod cgroup;

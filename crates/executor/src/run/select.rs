@@ -50,31 +50,6 @@ impl TaskBackend for SelectBackend {
     }
 }
 
-/// Tasks without a cgroup of their own: a plain task's `cpuHardLimit` is logged as not
-/// applied.
-#[derive(Debug)]
-struct NoCgroupLimit(Arc<dyn TaskBackend>);
-
-impl TaskBackend for NoCgroupLimit {
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-
-    fn before_staging<'a>(&'a self, spec: &'a TaskSpec) -> Option<Preparation<'a>> {
-        self.0.before_staging(spec)
-    }
-
-    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
-        if spec.cpu_hard_limit.is_some() && !spec.is_docker() {
-            tracing::warn!(
-                task_id = spec.task_id,
-                "cpuHardLimit is not applied: mesosCgroupIsolation is off, so the task has no cgroup of its own"
-            );
-        }
-        self.0.start(spec)
-    }
-}
-
 /// The backends could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendSetupError {
@@ -101,23 +76,17 @@ pub fn backends(settings: &Settings) -> Result<Arc<dyn TaskBackend>, BackendSetu
         std::env::home_dir().as_deref(),
     );
     let executor = &settings.executor;
+    let cgroup = executor
+        .mesos_cgroup_isolation
+        .then(|| Arc::new(ExecutorCgroup::of_self(&executor.proc_cgroup_format)));
     let mut container = ContainerBackend::new(engine, options);
-    let select: Arc<dyn TaskBackend> = if executor.mesos_cgroup_isolation {
-        let cgroup = Arc::new(ExecutorCgroup::of_self(&executor.proc_cgroup_format));
-        container = container.under(Arc::clone(&cgroup));
-        let select = SelectBackend::new(Arc::new(process), Arc::new(container));
-        Arc::new(CpuHardLimit::new(
-            Arc::new(select),
-            cgroup,
-            executor.default_cfs_period,
-        ))
-    } else {
-        // Plain tasks share the executor's cgroup, which is not theirs: their cpuHardLimit
-        // has nowhere to go (a container's is its own quota).
-        Arc::new(NoCgroupLimit(Arc::new(SelectBackend::new(
-            Arc::new(process),
-            Arc::new(container),
-        ))))
-    };
-    Ok(select)
+    if let Some(cgroup) = &cgroup {
+        container = container.under(Arc::clone(cgroup));
+    }
+    let select = SelectBackend::new(Arc::new(process), Arc::new(container));
+    Ok(Arc::new(CpuHardLimit::new(
+        Arc::new(select),
+        cgroup,
+        executor.default_cfs_period,
+    )))
 }
