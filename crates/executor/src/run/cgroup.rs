@@ -10,13 +10,13 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use inotify::{Inotify, WatchMask};
 use singularity_containers::cgroup::{CgroupVersion, CpuQuota, Membership, Mounts, ParentError};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use super::{BackendError, BoxFuture, Preparation, StartedTask, TaskBackend, TaskSpec};
 
@@ -115,10 +115,15 @@ impl ExecutorCgroup {
 /// runs; the reason is logged. Without the executor's cgroup (`mesosCgroupIsolation: false`)
 /// a plain task's limit has nowhere to go and is logged as not applied; a container's is its
 /// own quota ([`super::container::plan`]).
+///
+/// Tasks of one executor share its cgroup: the latest task's limit holds, and its watch
+/// replaces the earlier one (two watches wanting different values would rewrite each other's
+/// values forever).
 pub struct CpuHardLimit {
     inner: Arc<dyn TaskBackend>,
     cgroup: Option<Arc<ExecutorCgroup>>,
     period_us: u64,
+    latest: Mutex<Option<AbortHandle>>,
 }
 
 impl fmt::Debug for CpuHardLimit {
@@ -142,6 +147,7 @@ impl CpuHardLimit {
             inner,
             cgroup,
             period_us: period_us.max(1),
+            latest: Mutex::new(None),
         }
     }
 
@@ -172,7 +178,12 @@ impl CpuHardLimit {
             period_us = wanted.period_us,
             "cpuHardLimit applied; watching the quota"
         );
-        Some(QuotaWatch::start(task_id, dir, version, wanted))
+        let watch = QuotaWatch::start(task_id, dir, version, wanted);
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(earlier) = latest.replace(watch.task.abort_handle()) {
+            earlier.abort();
+        }
+        Some(watch)
     }
 }
 
@@ -384,6 +395,76 @@ mod tests {
         std::fs::write(&quota, "150000").expect("overwrite");
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(std::fs::read_to_string(&quota).expect("quota"), "150000");
+    }
+
+    fn plain_task(dir: &Path, id: &str, cores: u64) -> TaskSpec {
+        TaskSpec {
+            task_id: id.into(),
+            task_dir: dir.to_path_buf(),
+            app_dir: dir.to_path_buf(),
+            command: "sleep 30".into(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            run_as: None,
+            max_open_files: None,
+            source_profile_scripts: false,
+            service_log: dir.join(format!("{id}.log")),
+            container: None,
+            container_env: Vec::new(),
+            cpus: None,
+            mem_mib: None,
+            max_threads: None,
+            cpu_hard_limit: Some(cores),
+        }
+    }
+
+    async fn stays(file: &Path, value: &str) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(std::fs::read_to_string(file).expect("read"), value);
+    }
+
+    async fn becomes(file: &Path, value: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while std::fs::read_to_string(file).expect("read") != value {
+            assert!(tokio::time::Instant::now() < deadline, "never {value}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_latest_tasks_limit_holds_until_it_ends() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let quota = dir.path().join(CpuQuota::V1_QUOTA);
+        std::fs::write(&quota, "-1").expect("quota");
+        std::fs::write(dir.path().join(CpuQuota::V1_PERIOD), "100000").expect("period");
+        let cgroup = ExecutorCgroup {
+            path: Ok("/mesos/x".into()),
+            cpu: Ok((CgroupVersion::V1, dir.path().to_path_buf())),
+        };
+        let backend = CpuHardLimit::new(
+            Arc::new(super::super::process::ProcessBackend::new("/nonexistent")),
+            Some(Arc::new(cgroup)),
+            100_000,
+        );
+
+        let first = backend
+            .start(&plain_task(dir.path(), "a", 2))
+            .await
+            .expect("starts");
+        assert_eq!(std::fs::read_to_string(&quota).expect("read"), "200000");
+        let second = backend
+            .start(&plain_task(dir.path(), "b", 3))
+            .await
+            .expect("starts");
+        assert_eq!(std::fs::read_to_string(&quota).expect("read"), "300000");
+
+        std::fs::write(&quota, "150000").expect("overwrite");
+        becomes(&quota, "300000").await;
+        stays(&quota, "300000").await;
+
+        second.stop(Duration::from_secs(5)).await.expect("stops");
+        std::fs::write(&quota, "150000").expect("overwrite");
+        stays(&quota, "150000").await;
+        first.stop(Duration::from_secs(5)).await.expect("stops");
     }
 
     #[test]
