@@ -264,6 +264,9 @@ mod tests {
         async fn remove_image(&self, _: &str) -> Result<(), EngineError> {
             unreachable!("not used")
         }
+        async fn cgroup_driver(&self) -> Result<crate::cgroup::CgroupDriver, EngineError> {
+            unreachable!("not used")
+        }
         async fn create(&self, _: &ContainerConfig) -> Result<String, EngineError> {
             unreachable!("not used")
         }

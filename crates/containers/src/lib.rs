@@ -9,8 +9,11 @@
 //!   which podman's compatible service answers too; [`docker`] lists the differences it hides.
 //! - [`auth`] finds registry credentials (`dockerAuthConfig`, or a docker config file);
 //!   [`image`] splits references, pulls with attempts inside one deadline, and reads the image
-//!   id of a `docker save` tarball; [`cgroup`] counts a container's threads from the host;
-//!   [`own_container`] tells whether the calling process runs in a container, and which.
+//!   id of a `docker save` tarball; [`cgroup`] reads the cgroup hierarchies
+//!   (`/proc/self/mountinfo`) and a process's cgroups, spells a cgroup parent for the engine's
+//!   driver ([`ContainerEngine::cgroup_driver`]), reads and writes CFS quotas, and counts a
+//!   container's threads from the host; [`own_container`] tells whether the calling process
+//!   runs in a container, and which.
 //!
 //! The executor runs a task's container through this crate (it plans the container from the
 //! `TaskInfo` itself); the cleanup lists, stops and removes the containers the executor left,

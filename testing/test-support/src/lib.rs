@@ -10,13 +10,17 @@
 //!   [`docker_socket`], [`podman_socket`], [`test_image`], [`test_image_in`], [`registry`],
 //!   [`s5cmd_path`], [`python`], [`services_s3`]. They read the process environment, then `.services/env`.
 //!
+//! - [`TestCgroup`]: a real cgroup standing for the one a Mesos agent makes for an executor.
+//!
 //! Start the machine-wide services with `scripts/services.sh up` (see `docs/testing.md`).
 
+mod cgroups;
 mod clients;
 mod coalesce;
 mod s3_server;
 mod services;
 
+pub use cgroups::TestCgroup;
 pub use clients::{ListedObject, S3Endpoint, s5cmd};
 pub use coalesce::{Coalesce, FRAME_SIZE};
 pub use s3_server::{

@@ -1351,7 +1351,16 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.docker.limits.from.resources"],
         K::Bool,
         "false",
-        "give containers the task's `mem` and `cpus` resources and `maxTaskThreads` as memory, cpu and pids limits",
+        "give containers the task's `mem` and `cpus` resources and `maxTaskThreads` as memory, cpu and pids limits, when they are not created under the executor's cgroup (see `mesosCgroupIsolation`)",
+    )
+    .addition(),
+    KeySpec::new(
+        "mesosCgroupIsolation",
+        "mesos_cgroup_isolation",
+        &["executor.mesos.cgroup.isolation"],
+        K::Bool,
+        "true",
+        "the agent runs each executor in a cgroup of its task: containers are created under the executor's cgroup and `cpuHardLimit` is written into it; false for agents without cgroup isolation (containers then get `dockerLimitsFromResources` and `cpuHardLimit` as limits of their own)",
     )
     .addition(),
     KeySpec::new(

@@ -624,6 +624,8 @@ pub struct ExecutorConfig {
     /// Path prefix as the executor sees it → the same directory's path on the engine's host,
     /// for an executor running in a container beside the host's engine.
     pub docker_host_path_mappings: BTreeMap<PathBuf, PathBuf>,
+    /// The executor runs in its task's cgroup: containers go under it, `cpuHardLimit` into it.
+    pub mesos_cgroup_isolation: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -708,6 +710,7 @@ impl Default for ExecutorConfig {
             docker_pull_timeout_seconds: 600,
             docker_limits_from_resources: false,
             docker_host_path_mappings: BTreeMap::new(),
+            mesos_cgroup_isolation: true,
         }
     }
 }

@@ -282,6 +282,10 @@ pub fn prepare(
         cpus: scalar_resource(task, "cpus"),
         mem_mib: scalar_resource(task, "mem"),
         max_threads,
+        cpu_hard_limit: data
+            .cpu_hard_limit
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|n| *n > 0),
     };
     Ok(LaunchPlan {
         task_id,

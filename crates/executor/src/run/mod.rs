@@ -6,9 +6,11 @@
 //! [`ExitStatus`]), and never learns whether it is a process group
 //! ([`process::ProcessBackend`]) or a container ([`container::ContainerBackend`]);
 //! [`select::SelectBackend`] picks one per task, and [`select::backends`] builds them from the
-//! settings. The backend owns the task's output and hands it to the task's [`ServiceLog`]
-//! (`singularity-logs`), which writes and rotates `service.log`.
+//! settings, wrapped in [`cgroup::CpuHardLimit`] for `cpuHardLimit`. The backend owns the
+//! task's output and hands it to the task's [`ServiceLog`] (`singularity-logs`), which writes
+//! and rotates `service.log`.
 
+pub mod cgroup;
 pub mod container;
 pub mod process;
 pub mod select;
@@ -101,6 +103,8 @@ pub struct TaskSpec {
     pub mem_mib: Option<f64>,
     /// The task's thread limit (`maxTaskThreads`).
     pub max_threads: Option<u64>,
+    /// CPUs the task may use at most (`cpuHardLimit`), enforced as a CFS quota.
+    pub cpu_hard_limit: Option<u64>,
 }
 
 impl TaskSpec {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use singularity_containers::DockerEngine;
 use singularity_logs::ServiceLog;
 
+use super::cgroup::{CpuHardLimit, ExecutorCgroup};
 use super::container::{ContainerBackend, ContainerOptions};
 use super::process::ProcessBackend;
 use super::{BackendError, BoxFuture, Preparation, StartedTask, TaskBackend, TaskSpec};
@@ -79,9 +80,18 @@ pub fn backends(settings: &Settings) -> Result<Arc<dyn TaskBackend>, BackendSetu
         &super::executor_env(),
         std::env::home_dir().as_deref(),
     );
-    let container = ContainerBackend::new(engine, options);
-    Ok(Arc::new(SelectBackend::new(
-        Arc::new(process),
-        Arc::new(container),
+    let executor = &settings.executor;
+    let cgroup = executor
+        .mesos_cgroup_isolation
+        .then(|| Arc::new(ExecutorCgroup::of_self(&executor.proc_cgroup_format)));
+    let mut container = ContainerBackend::new(engine, options);
+    if let Some(cgroup) = &cgroup {
+        container = container.under(Arc::clone(cgroup));
+    }
+    let select = SelectBackend::new(Arc::new(process), Arc::new(container));
+    Ok(Arc::new(CpuHardLimit::new(
+        Arc::new(select),
+        cgroup,
+        executor.default_cfs_period,
     )))
 }

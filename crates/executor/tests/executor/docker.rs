@@ -23,15 +23,18 @@ fn harness(extra: &str) -> Harness {
     harness_idle(3_000, extra)
 }
 
-/// [`harness`] with the executor exiting `idle_ms` after its last task.
+/// [`harness`] with the executor exiting `idle_ms` after its last task. These executors do
+/// not run in a cgroup of their own (`cgroups.rs` tests the ones that do), so containers are
+/// where the engine puts them.
 fn harness_idle(idle_ms: u64, extra: &str) -> Harness {
     Harness::new(&format!(
-        "idleExecutorShutdownWaitMillis: {idle_ms}\nmaxTaskMessageLength: 400\ndockerSocket: {}\n{extra}",
+        "idleExecutorShutdownWaitMillis: {idle_ms}\nmaxTaskMessageLength: 400\ndockerSocket: {}\n\
+         mesosCgroupIsolation: false\n{extra}",
         services::docker_socket().display()
     ))
 }
 
-fn docker(image: &str) -> DockerInfo {
+pub(crate) fn docker(image: &str) -> DockerInfo {
     DockerInfo {
         image: image.to_owned(),
         network: Some("HOST".to_owned()),
@@ -44,7 +47,12 @@ fn docker(image: &str) -> DockerInfo {
 }
 
 /// A Docker task running `cmd` in `docker`'s image.
-fn docker_task(agent: &FakeAgent, id: &str, data: &Value, docker: DockerInfo) -> TaskInfo {
+pub(crate) fn docker_task(
+    agent: &FakeAgent,
+    id: &str,
+    data: &Value,
+    docker: DockerInfo,
+) -> TaskInfo {
     docker_task_with_volumes(agent, id, data, docker, Vec::new())
 }
 
@@ -70,7 +78,7 @@ fn docker_task_with_volumes(
     task
 }
 
-fn container_name(id: &str) -> String {
+pub(crate) fn container_name(id: &str) -> String {
     naming::container_name(naming::DEFAULT_DOCKER_PREFIX, id)
 }
 
@@ -89,7 +97,12 @@ fn parameter(key: &str, value: &str) -> Parameter {
 }
 
 /// Waits for the task's RUNNING and for `needle` in its service log.
-async fn running_and_printed(agent: &FakeAgent, harness: &Harness, id: &str, needle: &str) {
+pub(crate) async fn running_and_printed(
+    agent: &FakeAgent,
+    harness: &Harness,
+    id: &str,
+    needle: &str,
+) {
     wait_state(agent, id, TaskState::TaskRunning).await;
     let deadline = Instant::now() + SOON;
     while !harness.service_log(id).contains(needle) {
@@ -116,7 +129,7 @@ async fn launch_ready(agent: &FakeAgent, harness: &Harness, data: &Value) -> Str
     id
 }
 
-fn message(status: &singularity_mesos::TaskStatus) -> String {
+pub(crate) fn message(status: &singularity_mesos::TaskStatus) -> String {
     status.message.clone().unwrap_or_default()
 }
 

@@ -6,6 +6,7 @@
 //! One module per topic; [`support`] and [`staging_support`] hold what they share.
 
 mod artifacts;
+mod cgroups;
 mod docker;
 mod kills;
 mod lifecycle;

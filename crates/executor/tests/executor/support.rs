@@ -128,6 +128,35 @@ impl Harness {
             .expect("spawn the executor")
     }
 
+    /// [`Harness::spawn_with_env`] with the executor started inside `cgroup`, as a Mesos agent
+    /// starts it inside the cgroup it made for the task: a shell enters the cgroup and
+    /// `exec`s the executor.
+    pub fn spawn_in_cgroup(
+        &self,
+        agent: &FakeAgent,
+        cgroup: &singularity_test_support::TestCgroup,
+        env: &[(&str, &str)],
+    ) -> Child {
+        let stderr = fs::File::create(self.stderr_path()).expect("stderr file");
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("{}exec \"$0\" \"$@\"", cgroup.enter_line()))
+            .arg(EXECUTOR)
+            .arg("--config-dir")
+            .arg(&self.config_dir)
+            .env_remove("SINGULARITY_CONFIG_DIR")
+            .env("RUST_LOG", "info,singularity_executor=debug")
+            .envs(agent.env_for_executor(&self.sandbox, true))
+            .envs(env.iter().copied())
+            .current_dir(&self.sandbox)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the executor in its cgroup")
+    }
+
     /// A standalone `run` command (not started).
     pub fn run_command(&self, task_file: &Path, sandbox: &Path) -> std::process::Command {
         let mut command = std::process::Command::new(EXECUTOR);

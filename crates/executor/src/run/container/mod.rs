@@ -28,6 +28,7 @@ use singularity_containers::{
     own_container,
 };
 use singularity_logs::ServiceLog;
+use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -36,6 +37,7 @@ pub use plan::{ContainerOptions, PlanError};
 
 use self::host_paths::{HostPaths, NoHostPath};
 use self::plan::{ImageSource, plan};
+use super::cgroup::ExecutorCgroup;
 use crate::run::{
     BackendError, BoxFuture, ExitStatus, Preparation, StartedTask, StopSignal, TaskBackend,
     TaskControl, TaskSpec, count_threads_blocking,
@@ -141,7 +143,11 @@ pub struct ContainerBackend<E> {
     engine: Arc<E>,
     options: ContainerOptions,
     /// Learnt on the first container task: the executor's own container does not change.
-    host_paths: tokio::sync::OnceCell<HostPaths>,
+    host_paths: OnceCell<HostPaths>,
+    /// Containers are created under this cgroup when set (`mesosCgroupIsolation`).
+    executor_cgroup: Option<Arc<ExecutorCgroup>>,
+    /// The parent as the engine spells it, once learnt; `None`: not under it.
+    cgroup_parent: OnceCell<Option<String>>,
 }
 
 fn signal_of(signal: StopSignal) -> Signal {
@@ -152,12 +158,65 @@ fn signal_of(signal: StopSignal) -> Signal {
 }
 
 impl<E: ContainerEngine> ContainerBackend<E> {
-    /// A backend creating containers on `engine`.
+    /// A backend creating containers on `engine`, with limits of their own
+    /// ([`ContainerBackend::under`] puts them under the executor's cgroup instead).
     pub fn new(engine: E, options: ContainerOptions) -> Self {
         Self {
             engine: Arc::new(engine),
             options,
-            host_paths: tokio::sync::OnceCell::new(),
+            host_paths: OnceCell::new(),
+            executor_cgroup: None,
+            cgroup_parent: OnceCell::new(),
+        }
+    }
+
+    /// Creates containers under `cgroup` when the engine can (see [`ContainerBackend::cgroup_parent`]).
+    pub fn under(mut self, cgroup: Arc<ExecutorCgroup>) -> Self {
+        self.executor_cgroup = Some(cgroup);
+        self
+    }
+
+    /// The cgroup parent of every container, as the engine spells it: the executor's cgroup,
+    /// once the engine's cgroup driver is known. When there is none to use, containers get
+    /// limits of their own and the reason is logged once; an engine that does not answer is
+    /// asked again for the next task.
+    pub async fn cgroup_parent(&self) -> Option<&str> {
+        let cgroup = self.executor_cgroup.as_ref()?;
+        let resolved = self
+            .cgroup_parent
+            .get_or_try_init(|| async {
+                let path = match cgroup.path() {
+                    Ok(path) => path,
+                    Err(reason) => {
+                        tracing::warn!(
+                            reason,
+                            "containers are not created under the executor's cgroup; they get limits of their own"
+                        );
+                        return Ok(None);
+                    }
+                };
+                let driver = self.engine.cgroup_driver().await?;
+                match cgroup::engine_parent(driver, path) {
+                    Ok(parent) => {
+                        tracing::info!(parent, "containers are created under the executor's cgroup");
+                        Ok(Some(parent))
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            reason = %error,
+                            "containers are not created under the executor's cgroup; they get limits of their own"
+                        );
+                        Ok(None)
+                    }
+                }
+            })
+            .await;
+        match resolved {
+            Ok(parent) => parent.as_deref(),
+            Err::<_, EngineError>(error) => {
+                tracing::warn!(%error, "cannot learn the engine's cgroup driver; this container gets limits of its own");
+                None
+            }
         }
     }
 
@@ -205,7 +264,7 @@ impl<E: ContainerEngine> ContainerBackend<E> {
     }
 
     async fn prepare(&self, spec: &TaskSpec) -> Result<(), ContainerError> {
-        let plan = plan(spec, &self.options)?;
+        let plan = plan(spec, &self.options, None)?;
         let ImageSource::Registry(image) = &plan.image else {
             return Ok(());
         };
@@ -290,7 +349,8 @@ impl<E: ContainerEngine> ContainerBackend<E> {
         spec: &TaskSpec,
         log: Arc<ServiceLog>,
     ) -> Result<StartedTask, BackendError> {
-        let mut plan = plan(spec, &self.options).map_err(ContainerError::from)?;
+        let parent = self.cgroup_parent().await;
+        let mut plan = plan(spec, &self.options, parent).map_err(ContainerError::from)?;
         self.to_host_paths(&mut plan.config).await?;
         if let ImageSource::Archive { path } = &plan.image {
             plan.config.image = self.load_archive(&spec.task_id, path).await?;
@@ -398,7 +458,7 @@ impl<E: ContainerEngine> TaskBackend for ContainerBackend<E> {
     }
 
     fn before_staging<'a>(&'a self, spec: &'a TaskSpec) -> Option<Preparation<'a>> {
-        let pulls = plan(spec, &self.options)
+        let pulls = plan(spec, &self.options, None)
             .map(|p| matches!(p.image, ImageSource::Registry(_)))
             .unwrap_or(false);
         Some(Preparation {

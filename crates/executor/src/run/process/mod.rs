@@ -309,6 +309,7 @@ mod tests {
             cpus: None,
             mem_mib: None,
             max_threads: None,
+            cpu_hard_limit: None,
         }
     }
 
