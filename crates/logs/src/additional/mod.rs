@@ -1,0 +1,390 @@
+//! Files the task writes itself (`logrotateAdditionalFiles`), rotated while the task appends
+//! to them, without losing what it appends.
+//!
+//! Each entry names a file or a glob relative to the task directory. A file rotates on its
+//! own trigger: its `logrotateSizeOverride` (`10M`), else its `logrotateFrequencyOverride`,
+//! else the task's frequency, aligned to the local clock. The rotated segment is
+//! `<name>-<date>[.<ext>]` **beside the live file**, as Java's logrotate configuration put it
+//! (no `olddir` for extra files): the date is the entry's `dateformat`, else
+//! `logrotateExtrasDateformat`, a leading `-` dropped; the extension is the entry's
+//! `extension`, else the file name's. When that name is taken (two rotations within one date
+//! period), `-1`, `-2`, … is added after the date, so `<name>*.[gb]z*` upload globs still match
+//! once the segment is compressed.
+//!
+//! How the bytes are taken out of the live file is in [`rotate`]. The finished, uncompressed
+//! segment is handed to a [`SegmentSink`] (the log pipeline's compression).
+//!
+//! Upload metadata: Java writes none for these files; a task uploads them by listing them in
+//! `s3UploaderAdditionalFiles`, whose records `singularity_common::task_logs::upload_plan`
+//! writes (glob `<filename>*.[gb]z*` in the file's `directory`).
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use singularity_logs::additional::{AdditionalLogs, AdditionalFile};
+//! # fn entries() -> Vec<AdditionalFile> { Vec::new() }
+//! let mut extras = AdditionalLogs::new(entries(), chrono::Local::now(), |rotated: &singularity_logs::additional::Rotated| {
+//!     // compress rotated.segment
+//! });
+//! loop {
+//!     let report = extras.tick(chrono::Local::now());
+//!     # break;
+//! }
+//! let last = extras.finish(chrono::Local::now());
+//! ```
+
+mod entries;
+mod rotate;
+mod schedule;
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Local};
+
+pub use entries::{AdditionalFile, Trigger, from_executor, parse_size};
+pub use rotate::{Method, Phase, Rotated, rotate};
+pub use schedule::next_boundary;
+
+/// A bad entry, or a rotation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdditionalFileError {
+    /// A configuration value that cannot be used.
+    #[error("{field} = {value:?}: {reason}")]
+    Invalid {
+        /// The key, with the entry's index (`logrotateAdditionalFiles[0].dateformat`).
+        field: String,
+        /// The value as configured.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A rotation step failed; the live file keeps its data.
+    #[error("rotating {path}: {step}: {source}")]
+    Rotate {
+        /// The live file.
+        path: PathBuf,
+        /// What was being done.
+        step: &'static str,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Takes each finished, uncompressed segment (to compress it).
+pub trait SegmentSink: Send {
+    /// Called once per segment, after it is synced and the live file no longer holds its data.
+    fn segment_finished(&mut self, rotated: &Rotated);
+}
+
+impl<F: FnMut(&Rotated) + Send> SegmentSink for F {
+    fn segment_finished(&mut self, rotated: &Rotated) {
+        self(rotated);
+    }
+}
+
+/// What one tick (or the final rotation) did.
+#[derive(Debug, Default)]
+pub struct TickReport {
+    /// Segments made, in the order made.
+    pub rotated: Vec<Rotated>,
+    /// Files due that held less than one whole block: left for a later rotation.
+    pub deferred: Vec<PathBuf>,
+    /// Files whose rotation failed (logged at warn); they keep their data.
+    pub failed: Vec<AdditionalFileError>,
+}
+
+/// Rotates a task's additional files: [`tick`](Self::tick) while the task runs,
+/// [`finish`](Self::finish) at teardown.
+pub struct AdditionalLogs {
+    files: Vec<AdditionalFile>,
+    /// Per file with a schedule: when it is next due.
+    next_due: Vec<Option<DateTime<Local>>>,
+    sink: Box<dyn SegmentSink>,
+    /// Segments made by this driver, never taken for live files.
+    produced: HashSet<PathBuf>,
+    fallbacks: u64,
+}
+
+impl std::fmt::Debug for AdditionalLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdditionalLogs")
+            .field("files", &self.files)
+            .field("next_due", &self.next_due)
+            .field("fallbacks", &self.fallbacks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdditionalLogs {
+    /// A driver for `files`, starting at `now` (the first scheduled rotations are at the next
+    /// boundaries after it).
+    pub fn new(
+        files: Vec<AdditionalFile>,
+        now: DateTime<Local>,
+        sink: impl SegmentSink + 'static,
+    ) -> Self {
+        let next_due = files
+            .iter()
+            .map(|file| match file.trigger {
+                Trigger::Every(frequency) => Some(next_boundary(frequency, &now)),
+                Trigger::Size(_) => None,
+            })
+            .collect();
+        AdditionalLogs {
+            files,
+            next_due,
+            sink: Box::new(sink),
+            produced: HashSet::new(),
+            fallbacks: 0,
+        }
+    }
+
+    /// The entries.
+    pub fn files(&self) -> &[AdditionalFile] {
+        &self.files
+    }
+
+    /// Rotates every file whose trigger fired by `now`: size entries whose file holds at least
+    /// their size, scheduled entries whose boundary has passed (each file of the entry that is
+    /// not empty). Call it often (every second or so): size is checked only here.
+    pub fn tick(&mut self, now: DateTime<Local>) -> TickReport {
+        let mut report = TickReport::default();
+        for index in 0..self.files.len() {
+            let due = match (self.files[index].trigger, self.next_due[index]) {
+                (Trigger::Every(frequency), Some(due)) if now >= due => {
+                    self.next_due[index] = Some(next_boundary(frequency, &now));
+                    Some(None)
+                }
+                (Trigger::Size(size), _) => Some(Some(size)),
+                _ => None,
+            };
+            let Some(min_size) = due else {
+                continue;
+            };
+            for path in self.files[index].live_files(&self.produced) {
+                if let Some(min_size) = min_size {
+                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    if size < min_size {
+                        continue;
+                    }
+                }
+                self.rotate_one(index, &path, Phase::Running, now, &mut report);
+            }
+        }
+        self.forget_gone_segments();
+        report
+    }
+
+    /// The final rotation, at teardown once the task has ended: every non-empty file of every
+    /// entry, whole.
+    pub fn finish(&mut self, now: DateTime<Local>) -> TickReport {
+        let mut report = TickReport::default();
+        for index in 0..self.files.len() {
+            for path in self.files[index].live_files(&self.produced) {
+                self.rotate_one(index, &path, Phase::Final, now, &mut report);
+            }
+        }
+        report
+    }
+
+    /// Rotations so far that fell back to copy-and-truncate.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks
+    }
+
+    /// Uncompressed segments beside the live files (`<name>-<digit>…`, not `.gz`/`.bz2`…):
+    /// what a rotation left behind when compression did not happen (the executor died). The
+    /// cleanup hands them to the compression again.
+    pub fn unfinished_segments(&self) -> Vec<PathBuf> {
+        let mut segments = Vec::new();
+        for file in &self.files {
+            for live in file.live_files(&HashSet::new()) {
+                segments.extend(segments_of(&live));
+            }
+        }
+        segments.sort();
+        segments.dedup();
+        segments
+    }
+
+    /// The live files of the entries marked `deleteInExecutorCleanup`, which the cleanup
+    /// deletes after the final rotation. Rotated segments are not among them: they wait for
+    /// the uploader.
+    pub fn files_to_delete_in_cleanup(&self) -> Vec<PathBuf> {
+        self.files
+            .iter()
+            .filter(|file| file.delete_in_executor_cleanup)
+            .flat_map(|file| file.live_files(&self.produced))
+            .collect()
+    }
+
+    fn rotate_one(
+        &mut self,
+        index: usize,
+        path: &Path,
+        phase: Phase,
+        now: DateTime<Local>,
+        report: &mut TickReport,
+    ) {
+        let file = &self.files[index];
+        let result = rotate(path, phase, || {
+            create_segment(path, &file.dateformat, file.extension.as_deref(), now)
+        });
+        match result {
+            Ok(Some(rotated)) => {
+                if rotated.method == Method::CopyTruncateFallback {
+                    self.fallbacks += 1;
+                }
+                tracing::debug!(
+                    file = %path.display(),
+                    segment = %rotated.segment.display(),
+                    bytes = rotated.bytes,
+                    method = ?rotated.method,
+                    "rotated"
+                );
+                self.produced.insert(rotated.segment.clone());
+                self.sink.segment_finished(&rotated);
+                report.rotated.push(rotated);
+            }
+            Ok(None) => {
+                if phase == Phase::Running
+                    && std::fs::metadata(path).is_ok_and(|metadata| metadata.len() > 0)
+                {
+                    report.deferred.push(path.to_path_buf());
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "rotation failed; the file keeps its data");
+                report.failed.push(error);
+            }
+        }
+    }
+
+    /// Segments compressed (and so renamed) by the sink need no remembering.
+    fn forget_gone_segments(&mut self) {
+        if self.produced.len() > 64 {
+            self.produced.retain(|path| path.exists());
+        }
+    }
+}
+
+/// The rotated name of `live`: `<dir>/<name>-<date>[.<ext>]`.
+pub fn rotated_name(live: &Path, date: &str, extension: Option<&str>, collision: u32) -> PathBuf {
+    let name = live
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut rotated = format!("{name}-{date}");
+    if collision > 0 {
+        rotated.push_str(&format!("-{collision}"));
+    }
+    if let Some(extension) = extension {
+        rotated.push('.');
+        rotated.push_str(extension);
+    }
+    live.with_file_name(rotated)
+}
+
+/// Creates the segment under the first free rotated name. A name counts as taken while any
+/// file in the directory contains it (its compressed form, a compression temp file).
+fn create_segment(
+    live: &Path,
+    dateformat: &str,
+    extension: Option<&str>,
+    now: DateTime<Local>,
+) -> io::Result<(PathBuf, File)> {
+    let date = now.format(dateformat).to_string();
+    let dir = live.parent().unwrap_or(Path::new("."));
+    let existing: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    for collision in 0..10_000 {
+        let candidate = rotated_name(live, &date, extension, collision);
+        let name = candidate
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if existing.iter().any(|existing| existing.contains(&name)) {
+            continue;
+        }
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&candidate)
+        {
+            Ok(file) => return Ok((candidate, file)),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("no free rotated name for {}", live.display()),
+    ))
+}
+
+/// Uncompressed siblings `<name>-<digit>…` of `live`.
+fn segments_of(live: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (live.parent(), live.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+        .map(|entry| entry.path())
+        .filter(|path| {
+            let name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.strip_prefix(&prefix)
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+                && !entries::is_compressed(path)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotated_names_are_javas_with_a_counter_on_collision() {
+        let live = Path::new("/t/logs/access.log");
+        assert_eq!(
+            rotated_name(live, "20221118", Some("log"), 0),
+            Path::new("/t/logs/access.log-20221118.log")
+        );
+        assert_eq!(
+            rotated_name(live, "20221118", Some("log"), 2),
+            Path::new("/t/logs/access.log-20221118-2.log")
+        );
+        assert_eq!(
+            rotated_name(Path::new("/t/gc"), "1668785678", None, 0),
+            Path::new("/t/gc-1668785678")
+        );
+    }
+
+    #[test]
+    fn a_name_is_taken_while_its_compressed_form_exists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let live = dir.path().join("access.log");
+        std::fs::write(&live, "x").expect("write");
+        std::fs::write(dir.path().join("access.log-20221118.log.gz"), "").expect("write");
+        let now = DateTime::parse_from_rfc3339("2022-11-18T12:00:00+00:00")
+            .expect("time")
+            .with_timezone(&Local);
+        let (first, _) = create_segment(&live, "20221118", Some("log"), now).expect("create");
+        assert_eq!(first, dir.path().join("access.log-20221118-1.log"));
+        let (second, _) = create_segment(&live, "20221118", Some("log"), now).expect("create");
+        assert_eq!(second, dir.path().join("access.log-20221118-2.log"));
+    }
+}
