@@ -4,8 +4,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use chrono::format::{Item, StrftimeItems};
-use singularity_common::config::{ExecutorConfig, LogrotateAdditionalFile};
+use singularity_common::config::{
+    ExecutorConfig, LogrotateAdditionalFile, check_rotation_dateformat, parse_logrotate_size,
+};
 use singularity_common::records::{LogrotateFrequency, SingularityTaskExecutorData};
 
 use super::AdditionalFileError;
@@ -80,7 +81,7 @@ impl AdditionalFile {
             .strip_prefix('-')
             .unwrap_or(configured)
             .to_owned();
-        check_dateformat(&dateformat).map_err(|reason| AdditionalFileError::Invalid {
+        check_rotation_dateformat(&dateformat).map_err(|reason| AdditionalFileError::Invalid {
             field: dateformat_field,
             value: configured.to_owned(),
             reason,
@@ -187,36 +188,9 @@ fn filename_extension(filename: &str) -> Option<String> {
     Some(extension.to_owned())
 }
 
-/// Parses a logrotate `size`: bytes, or a number followed by `k`, `M` or `G` (powers of 1024).
+/// Parses a logrotate `size` (`10M`, `500k`, `1G`, bytes).
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let (digits, multiplier) = match text.char_indices().last() {
-        Some((at, 'k' | 'K')) => (&text[..at], 1 << 10),
-        Some((at, 'm' | 'M')) => (&text[..at], 1 << 20),
-        Some((at, 'g' | 'G')) => (&text[..at], 1 << 30),
-        _ => (text, 1),
-    };
-    let number: u64 = digits
-        .trim()
-        .parse()
-        .map_err(|_| "expected a size such as 10M, 500k, 1G or a byte count".to_owned())?;
-    if number == 0 {
-        return Err("must be greater than 0".to_owned());
-    }
-    number
-        .checked_mul(multiplier)
-        .ok_or_else(|| "too large".to_owned())
-}
-
-/// A date format makes part of a file name: every `%` item must be one chrono knows, and the
-/// result must not contain `/`.
-fn check_dateformat(format: &str) -> Result<(), String> {
-    if format.is_empty() {
-        return Err("must not be empty".to_owned());
-    }
-    if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
-        return Err("not a valid date format (logrotate's %Y %m %d %H %M %S %V %s)".to_owned());
-    }
-    check_name_part(format)
+    parse_logrotate_size(text)
 }
 
 fn check_name_part(part: &str) -> Result<(), String> {
