@@ -18,18 +18,26 @@
 //! `s3UploaderAdditionalFiles`, whose records `singularity_common::task_logs::upload_plan`
 //! writes (glob `<filename>*.[gb]z*` in the file's `directory`).
 //!
+//! The executor builds the driver once per task, ticks it while the task runs, and runs the
+//! final rotation at teardown; the cleanup job does the same for a task whose executor died,
+//! then [`AdditionalLogs::recover`] and deletes [`AdditionalLogs::files_to_delete_in_cleanup`]:
+//!
 //! ```no_run
-//! use std::path::Path;
-//! use singularity_logs::additional::{AdditionalLogs, AdditionalFile};
-//! # fn entries() -> Vec<AdditionalFile> { Vec::new() }
-//! let mut extras = AdditionalLogs::new(entries(), chrono::Local::now(), |rotated: &singularity_logs::additional::Rotated| {
-//!     // compress rotated.segment
-//! });
-//! loop {
-//!     let report = extras.tick(chrono::Local::now());
-//!     # break;
-//! }
+//! # use std::path::Path;
+//! # use singularity_common::config::ExecutorConfig;
+//! # use singularity_common::records::SingularityTaskExecutorData;
+//! # fn demo(config: &ExecutorConfig, data: &SingularityTaskExecutorData, task_dir: &Path)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! use singularity_logs::LogSettings;
+//! use singularity_logs::additional::AdditionalLogs;
+//!
+//! let settings = LogSettings::new(config, data, task_dir)?;
+//! let mut extras = AdditionalLogs::for_task(&settings, config, data, chrono::Local::now())?;
+//! // While the task runs, every second or so (off the task's output path):
+//! let report = extras.tick(chrono::Local::now());
+//! // At teardown, once the task has exited:
 //! let last = extras.finish(chrono::Local::now());
+//! # Ok(()) }
 //! ```
 
 mod entries;
@@ -42,6 +50,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local};
+use singularity_common::config::ExecutorConfig;
+use singularity_common::records::SingularityTaskExecutorData;
+
+use crate::settings::Compression;
+use crate::{LOG_END_XATTR, LOG_START_XATTR, LogSettings, compress, names};
 
 pub use entries::{AdditionalFile, Trigger, from_executor, parse_size};
 pub use rotate::{Method, Phase, Rotated, rotate};
@@ -106,6 +119,18 @@ pub struct AdditionalLogs {
     /// Segments made by this driver, never taken for live files.
     produced: HashSet<PathBuf>,
     fallbacks: u64,
+    file_attributes: bool,
+}
+
+/// What [`AdditionalLogs::recover`] did.
+#[derive(Debug, Default)]
+pub struct AdditionalRecovery {
+    /// Compression temporaries left by an interrupted compression, removed.
+    pub temporaries_removed: Vec<PathBuf>,
+    /// Uncompressed segments compressed (the compressed files).
+    pub compressed: Vec<PathBuf>,
+    /// Segments that could not be compressed; they stay for the next attempt.
+    pub failures: Vec<String>,
 }
 
 impl std::fmt::Debug for AdditionalLogs {
@@ -139,7 +164,45 @@ impl AdditionalLogs {
             sink: Box::new(sink),
             produced: HashSet::new(),
             fallbacks: 0,
+            file_attributes: false,
         }
+    }
+
+    /// The task's additional files, their segments compressed as the task's service log's are
+    /// (`logrotateCompressionSettings`), with `user.logstart` / `user.logend` kept when
+    /// `useFileAttributes` is set. A segment whose compression fails stays uncompressed for
+    /// [`recover`](Self::recover).
+    ///
+    /// # Errors
+    /// An entry that cannot be used, naming its field and value.
+    pub fn for_task(
+        settings: &LogSettings,
+        config: &ExecutorConfig,
+        data: &SingularityTaskExecutorData,
+        now: DateTime<Local>,
+    ) -> Result<Self, AdditionalFileError> {
+        let files = from_executor(&settings.task_dir, config, data)?;
+        let compression = settings.compression.clone();
+        let sink = move |rotated: &Rotated| {
+            if let Err(error) = compress::compress_segment(&rotated.segment, &compression) {
+                tracing::warn!(
+                    segment = %rotated.segment.display(),
+                    %error,
+                    "cannot compress a rotated file; it stays for recovery"
+                );
+            }
+        };
+        let mut extras = Self::new(files, now, sink);
+        extras.file_attributes = settings.use_file_attributes;
+        Ok(extras)
+    }
+
+    /// Keeps `user.logstart` / `user.logend` (`useFileAttributes`): a segment gets its live
+    /// file's `user.logstart` and `user.logend` = the rotation time; the live file's
+    /// `user.logstart` becomes the rotation time.
+    pub fn with_file_attributes(mut self, enabled: bool) -> Self {
+        self.file_attributes = enabled;
+        self
     }
 
     /// The entries.
@@ -195,6 +258,42 @@ impl AdditionalLogs {
         self.fallbacks
     }
 
+    /// For the cleanup after an executor died: removes compression temporaries beside the live
+    /// files and compresses the segments a rotation left uncompressed (an empty compressed twin
+    /// is replaced). Idempotent. Run it after [`finish`](Self::finish).
+    pub fn recover(&self, compression: &Compression) -> AdditionalRecovery {
+        let mut report = AdditionalRecovery::default();
+        let mut dirs: Vec<PathBuf> = self
+            .files
+            .iter()
+            .flat_map(|file| file.live_files(&HashSet::new()))
+            .filter_map(|live| live.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if names::is_temporary(&name)
+                    && name.ends_with(names::COMPRESSING_SUFFIX)
+                    && std::fs::remove_file(entry.path()).is_ok()
+                {
+                    report.temporaries_removed.push(entry.path());
+                }
+            }
+        }
+        for segment in self.unfinished_segments() {
+            match compress::compress_segment(&segment, compression) {
+                Ok(compressed) => report.compressed.push(compressed),
+                Err(error) => report.failures.push(error.to_string()),
+            }
+        }
+        report
+    }
+
     /// Uncompressed segments beside the live files (`<name>-<digit>…`, not `.gz`/`.bz2`…):
     /// what a rotation left behind when compression did not happen (the executor died). The
     /// cleanup hands them to the compression again.
@@ -245,6 +344,9 @@ impl AdditionalLogs {
                     method = ?rotated.method,
                     "rotated"
                 );
+                if self.file_attributes {
+                    keep_file_attributes(path, &rotated.segment, now);
+                }
                 self.produced.insert(rotated.segment.clone());
                 self.sink.segment_finished(&rotated);
                 report.rotated.push(rotated);
@@ -269,6 +371,20 @@ impl AdditionalLogs {
             self.produced.retain(|path| path.exists());
         }
     }
+}
+
+/// `useFileAttributes` bookkeeping of one rotation, as Java's logrotate `lastaction` did it.
+/// Best effort: file systems without user xattrs just lack them.
+fn keep_file_attributes(live: &Path, segment: &Path, now: DateTime<Local>) {
+    let now_ms = now.timestamp_millis().to_string();
+    let (Ok(live), Ok(segment)) = (File::open(live), File::open(segment)) else {
+        return;
+    };
+    if let Some(start) = compress::get_xattr(&live, LOG_START_XATTR) {
+        compress::set_xattr(&segment, LOG_START_XATTR, &String::from_utf8_lossy(&start));
+    }
+    compress::set_xattr(&segment, LOG_END_XATTR, &now_ms);
+    compress::set_xattr(&live, LOG_START_XATTR, &now_ms);
 }
 
 /// The rotated name of `live`: `<dir>/<name>-<date>[.<ext>]`.

@@ -11,10 +11,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local, TimeZone};
-use singularity_common::config::LogrotateAdditionalFile;
+use singularity_common::config::{ExecutorConfig, LogrotateAdditionalFile};
 use singularity_common::naming;
 use singularity_common::records::LogrotateFrequency;
 use singularity_logs::additional::{AdditionalFile, AdditionalLogs, Method, Rotated, TickReport};
+use singularity_logs::compress::read_decompressed;
+use singularity_logs::{Compression, LOG_END_XATTR, LOG_START_XATTR, LogSettings};
 
 // ------------------------------------------------------------------------------ file systems
 
@@ -507,5 +509,174 @@ fn a_file_under_one_block_waits_for_a_later_rotation() {
     assert_eq!(
         fs::read(&last.rotated[0].segment).expect("segment"),
         b"one line\n"
+    );
+}
+
+fn task_data() -> singularity_common::records::SingularityTaskExecutorData {
+    serde_json::from_str(r#"{"cmd":"./serve","logrotateFrequency":"HOURLY"}"#).expect("data")
+}
+
+#[test]
+fn for_a_task_segments_are_compressed_like_the_service_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app_logs = dir.path().join("app/log");
+    fs::create_dir_all(&app_logs).expect("dirs");
+    let mut gc = entry("app/log/gc.out");
+    gc.extension = Some("txt".to_owned());
+    gc.dateformat = Some("-%Y-%m-%d-%H".to_owned());
+    let config = ExecutorConfig {
+        logrotate_additional_files: vec![entry("app/log/access.log"), gc],
+        ..ExecutorConfig::default()
+    };
+    let data = task_data();
+    let settings = LogSettings::new(&config, &data, dir.path()).expect("settings");
+    let mut extras =
+        AdditionalLogs::for_task(&settings, &config, &data, local("2022-11-18 12:10:00"))
+            .expect("entries");
+    let access = expected(2000);
+    let gc_lines = expected(900);
+    fs::write(app_logs.join("access.log"), &access).expect("write");
+    fs::write(app_logs.join("gc.out"), &gc_lines).expect("write");
+
+    // The task's frequency (HOURLY, from its executor data) applies to both.
+    let report = extras.tick(local("2022-11-18 13:00:00"));
+    assert_eq!(report.rotated.len(), 2, "{report:?}");
+    assert_eq!(
+        names_in(&app_logs),
+        [
+            "access.log",
+            "access.log-20221118.log.gz",
+            "gc.out",
+            "gc.out-2022-11-18-13.txt.gz",
+        ]
+    );
+    let last = extras.finish(local("2022-11-18 13:05:00"));
+    assert_eq!(last.rotated.len(), 2);
+    let mut access_out =
+        read_decompressed(&app_logs.join("access.log-20221118.log.gz")).expect("gz");
+    access_out
+        .extend(read_decompressed(&app_logs.join("access.log-20221118-1.log.gz")).expect("gz"));
+    assert_eq!(access_out, access);
+    let mut gc_out = read_decompressed(&app_logs.join("gc.out-2022-11-18-13.txt.gz")).expect("gz");
+    gc_out.extend(read_decompressed(&app_logs.join("gc.out-2022-11-18-13-1.txt.gz")).expect("gz"));
+    assert_eq!(gc_out, gc_lines);
+}
+
+#[test]
+fn bad_entries_refuse_the_task_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bad = entry("logs/a.log");
+    bad.logrotate_size_override = Some("lots".to_owned());
+    let config = ExecutorConfig {
+        logrotate_additional_files: vec![entry("logs/ok.log"), bad],
+        ..ExecutorConfig::default()
+    };
+    let data = task_data();
+    let settings = LogSettings::new(&config, &data, dir.path()).expect("settings");
+    let error =
+        AdditionalLogs::for_task(&settings, &config, &data, Local::now()).expect_err("bad size");
+    assert_eq!(
+        error.to_string(),
+        "logrotateAdditionalFiles[1].logrotateSizeOverride = \"lots\": expected a size such as \
+         10M, 500k, 1G or a byte count"
+    );
+}
+
+fn xattr(path: &Path, name: &str) -> Option<String> {
+    let file = fs::File::open(path).expect("open");
+    singularity_logs::compress::get_xattr(&file, name)
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+#[test]
+fn file_attributes_carry_the_start_and_mark_the_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("access.log");
+    fs::write(&live, expected(1000)).expect("write");
+    let file = fs::File::open(&live).expect("open");
+    singularity_logs::compress::set_xattr(&file, LOG_START_XATTR, "1668772800000");
+    assert_eq!(
+        xattr(&live, LOG_START_XATTR).as_deref(),
+        Some("1668772800000"),
+        "the test directory's file system must keep user xattrs"
+    );
+    let mut extras = AdditionalLogs::new(
+        normalise(dir.path(), &[entry("access.log")]),
+        Local::now(),
+        no_sink,
+    )
+    .with_file_attributes(true);
+    let at = local("2022-11-18 13:00:00");
+    let report = extras.finish(at);
+    let segment = &report.rotated[0].segment;
+    let at_ms = at.timestamp_millis().to_string();
+    assert_eq!(
+        xattr(segment, LOG_START_XATTR).as_deref(),
+        Some("1668772800000")
+    );
+    assert_eq!(
+        xattr(segment, LOG_END_XATTR).as_deref(),
+        Some(at_ms.as_str())
+    );
+    assert_eq!(
+        xattr(&live, LOG_START_XATTR).as_deref(),
+        Some(at_ms.as_str())
+    );
+}
+
+#[test]
+fn recovery_compresses_what_a_dead_executor_left_and_is_idempotent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    fs::create_dir(&logs).expect("logs");
+    fs::write(logs.join("access.log"), "live\n").expect("write");
+    fs::write(logs.join("access.log-20221117.log"), expected(100)).expect("write");
+    fs::write(logs.join(".access.log-20221117.log.compressing"), "partial").expect("write");
+    fs::write(logs.join("access.log-20221116.log"), expected(50)).expect("write");
+    fs::write(logs.join("access.log-20221116.log.gz"), "").expect("empty twin");
+    fs::write(logs.join("access.log-20221115.log.gz"), "kept as is").expect("write");
+    let extras = AdditionalLogs::new(
+        normalise(dir.path(), &[entry("logs/access.log")]),
+        Local::now(),
+        no_sink,
+    );
+
+    let report = extras.recover(&Compression::default());
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(
+        report.temporaries_removed,
+        [logs.join(".access.log-20221117.log.compressing")]
+    );
+    assert_eq!(
+        report.compressed,
+        [
+            logs.join("access.log-20221116.log.gz"),
+            logs.join("access.log-20221117.log.gz")
+        ]
+    );
+    assert_eq!(
+        names_in(&logs),
+        [
+            "access.log",
+            "access.log-20221115.log.gz",
+            "access.log-20221116.log.gz",
+            "access.log-20221117.log.gz",
+        ]
+    );
+    assert_eq!(
+        read_decompressed(&logs.join("access.log-20221116.log.gz")).expect("gz"),
+        expected(50)
+    );
+    assert_eq!(
+        read_decompressed(&logs.join("access.log-20221117.log.gz")).expect("gz"),
+        expected(100)
+    );
+
+    let again = extras.recover(&Compression::default());
+    assert!(
+        again.temporaries_removed.is_empty()
+            && again.compressed.is_empty()
+            && again.failures.is_empty(),
+        "{again:?}"
     );
 }
