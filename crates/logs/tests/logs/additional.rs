@@ -680,3 +680,63 @@ fn recovery_compresses_what_a_dead_executor_left_and_is_idempotent() {
         "{again:?}"
     );
 }
+
+/// Java writes no upload metadata of its own for these files: a task lists them in
+/// `s3UploaderAdditionalFiles`, and that record's directory and glob find the segments.
+#[test]
+fn the_upload_record_of_an_additional_file_finds_its_segments() {
+    use singularity_common::task_logs::{LogPhase, UploadDefaults, upload_plan};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    fs::create_dir(&logs).expect("logs");
+    let config = ExecutorConfig {
+        logrotate_additional_files: vec![entry("logs/access.log")],
+        ..ExecutorConfig::default()
+    };
+    let data: singularity_common::records::SingularityTaskExecutorData = serde_json::from_str(
+        r#"{"cmd":"./serve","defaultS3Bucket":"task-logs",
+            "s3UploaderAdditionalFiles":[{"filename":"access.log","directory":"logs"}]}"#,
+    )
+    .expect("data");
+    let settings = LogSettings::new(&config, &data, dir.path()).expect("settings");
+    let mut extras =
+        AdditionalLogs::for_task(&settings, &config, &data, local("2022-11-18 12:00:00"))
+            .expect("entries");
+    for round in 0..3 {
+        fs::write(logs.join("access.log"), expected(1000 + round)).expect("write");
+        assert_eq!(extras.finish(local("2022-11-18 12:30:00")).rotated.len(), 1);
+    }
+
+    let task_id = "myreq-dep1-1668780000000-1-host_a-rack1"
+        .parse()
+        .expect("task id");
+    let plan = upload_plan(
+        &task_id,
+        dir.path(),
+        &data,
+        &UploadDefaults::default(),
+        LogPhase::Start,
+    );
+    let record = &plan
+        .uploads
+        .iter()
+        .find(|upload| upload.hint == "file1")
+        .expect("the additional file's record")
+        .metadata;
+    assert_eq!(Path::new(&record.directory), logs);
+    let glob = glob::Pattern::new(&record.file_glob).expect("glob");
+    let compressed: Vec<String> = names_in(&logs)
+        .into_iter()
+        .filter(|name| name.ends_with(".gz"))
+        .collect();
+    assert_eq!(compressed.len(), 3, "{compressed:?}");
+    for name in &compressed {
+        assert!(
+            glob.matches(name),
+            "{} does not match {name}",
+            record.file_glob
+        );
+    }
+    assert!(!glob.matches("access.log"), "the live file is not uploaded");
+}
