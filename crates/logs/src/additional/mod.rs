@@ -263,24 +263,30 @@ impl AdditionalLogs {
     /// is replaced). Idempotent. Run it after [`finish`](Self::finish).
     pub fn recover(&self, compression: &Compression) -> AdditionalRecovery {
         let mut report = AdditionalRecovery::default();
-        let mut dirs: Vec<PathBuf> = self
-            .files
-            .iter()
-            .flat_map(|file| file.live_files(&HashSet::new()))
-            .filter_map(|live| live.parent().map(Path::to_path_buf))
-            .collect();
+        let lives = self.lives_for_recovery();
+        let mut dirs: Vec<&Path> = lives.iter().filter_map(|live| live.parent()).collect();
         dirs.sort();
         dirs.dedup();
         for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
+            let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
             };
             for entry in entries.filter_map(Result::ok) {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if names::is_temporary(&name)
-                    && name.ends_with(names::COMPRESSING_SUFFIX)
-                    && std::fs::remove_file(entry.path()).is_ok()
-                {
+                let Some(segment) = name
+                    .strip_prefix('.')
+                    .and_then(|rest| rest.strip_suffix(names::COMPRESSING_SUFFIX))
+                else {
+                    continue;
+                };
+                let ours = lives.iter().any(|live| {
+                    live.parent() == Some(dir)
+                        && is_segment_name(
+                            segment,
+                            &live.file_name().unwrap_or_default().to_string_lossy(),
+                        )
+                });
+                if ours && std::fs::remove_file(entry.path()).is_ok() {
                     report.temporaries_removed.push(entry.path());
                 }
             }
@@ -298,15 +304,29 @@ impl AdditionalLogs {
     /// what a rotation left behind when compression did not happen (the executor died). The
     /// cleanup hands them to the compression again.
     pub fn unfinished_segments(&self) -> Vec<PathBuf> {
-        let mut segments = Vec::new();
-        for file in &self.files {
-            for live in file.live_files(&HashSet::new()) {
-                segments.extend(segments_of(&live));
-            }
-        }
+        let mut segments: Vec<PathBuf> = self
+            .lives_for_recovery()
+            .iter()
+            .flat_map(|live| segments_of(live))
+            .collect();
         segments.sort();
         segments.dedup();
         segments
+    }
+
+    /// The live files, and the path a plain (glob-free) entry names even when its file is
+    /// gone: what recovery looks beside.
+    fn lives_for_recovery(&self) -> Vec<PathBuf> {
+        let mut lives = Vec::new();
+        for file in &self.files {
+            lives.extend(file.live_files(&HashSet::new()));
+            if !file.pattern.contains(['*', '?', '[']) {
+                lives.push(PathBuf::from(&file.pattern));
+            }
+        }
+        lives.sort();
+        lives.dedup();
+        lives
     }
 
     /// The live files of the entries marked `deleteInExecutorCleanup`, which the cleanup
@@ -432,7 +452,10 @@ fn create_segment(
             .create_new(true)
             .open(&candidate)
         {
-            Ok(file) => return Ok((candidate, file)),
+            Ok(file) => {
+                same_owner_and_mode(live, &file);
+                return Ok((candidate, file));
+            }
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(error) => return Err(error),
         }
@@ -443,12 +466,30 @@ fn create_segment(
     ))
 }
 
+/// Gives a segment its live file's owner and permission bits, as logrotate does, so the task's
+/// user can still read its rotated logs. Best effort.
+fn same_owner_and_mode(live: &Path, segment: &File) {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let Ok(metadata) = std::fs::metadata(live) else {
+        return;
+    };
+    let _ = std::os::unix::fs::fchown(segment, Some(metadata.uid()), Some(metadata.gid()));
+    let _ = segment.set_permissions(std::fs::Permissions::from_mode(metadata.mode() & 0o777));
+}
+
+/// Whether `name` is `<live_name>-<digit>…`: a segment of `live_name`, compressed or not.
+fn is_segment_name(name: &str, live_name: &str) -> bool {
+    name.strip_prefix(live_name)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
 /// Uncompressed siblings `<name>-<digit>…` of `live`.
 fn segments_of(live: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (live.parent(), live.file_name()) else {
         return Vec::new();
     };
-    let prefix = format!("{}-", name.to_string_lossy());
+    let live_name = name.to_string_lossy();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -461,9 +502,7 @@ fn segments_of(live: &Path) -> Vec<PathBuf> {
                 .file_name()
                 .map(|name| name.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            name.strip_prefix(&prefix)
-                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
-                && !entries::is_compressed(path)
+            is_segment_name(&name, &live_name) && !entries::is_compressed(path)
         })
         .collect()
 }
@@ -471,6 +510,12 @@ fn segments_of(live: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_driver_can_move_to_a_blocking_thread() {
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<AdditionalLogs>();
+    }
 
     #[test]
     fn rotated_names_are_javas_with_a_counter_on_collision() {

@@ -470,6 +470,14 @@ fn a_glob_rotates_each_live_match_and_never_its_own_segments() {
     all.delete_in_executor_cleanup = true;
     let mut driver = AdditionalLogs::new(normalise(dir.path(), &[all]), Local::now(), no_sink);
 
+    // The task's user keeps reading its rotated logs: owner and mode follow the live file.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::os::unix::fs::chown(logs.join("app.log"), Some(4321), Some(4322)).expect("chown");
+        fs::set_permissions(logs.join("app.log"), fs::Permissions::from_mode(0o640))
+            .expect("chmod");
+    }
+
     let report: TickReport = driver.tick(local("2022-11-18 13:00:00"));
     let sources: Vec<String> = report
         .rotated
@@ -477,6 +485,14 @@ fn a_glob_rotates_each_live_match_and_never_its_own_segments() {
         .map(|r| file_name(&r.source))
         .collect();
     assert_eq!(sources, ["app.log", "gc.log"]);
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let segment = fs::metadata(&report.rotated[0].segment).expect("segment");
+        assert_eq!(
+            (segment.uid(), segment.gid(), segment.mode() & 0o777),
+            (4321, 4322, 0o640)
+        );
+    }
     // The uncompressed segments match `*.log` too, but are not live files.
     let again = driver.tick(local("2022-11-18 13:00:01"));
     assert!(again.rotated.is_empty(), "{again:?}");
@@ -635,6 +651,8 @@ fn recovery_compresses_what_a_dead_executor_left_and_is_idempotent() {
     fs::write(logs.join("access.log-20221116.log"), expected(50)).expect("write");
     fs::write(logs.join("access.log-20221116.log.gz"), "").expect("empty twin");
     fs::write(logs.join("access.log-20221115.log.gz"), "kept as is").expect("write");
+    // Another log's temporary is not ours to remove.
+    fs::write(logs.join(".service.log-20221117.log.compressing"), "x").expect("write");
     let extras = AdditionalLogs::new(
         normalise(dir.path(), &[entry("logs/access.log")]),
         Local::now(),
@@ -657,6 +675,7 @@ fn recovery_compresses_what_a_dead_executor_left_and_is_idempotent() {
     assert_eq!(
         names_in(&logs),
         [
+            ".service.log-20221117.log.compressing",
             "access.log",
             "access.log-20221115.log.gz",
             "access.log-20221116.log.gz",
@@ -678,6 +697,15 @@ fn recovery_compresses_what_a_dead_executor_left_and_is_idempotent() {
             && again.compressed.is_empty()
             && again.failures.is_empty(),
         "{again:?}"
+    );
+
+    // The live file deleted already: its segments are still found.
+    fs::remove_file(logs.join("access.log")).expect("remove");
+    fs::write(logs.join("access.log-20221118.log"), expected(10)).expect("write");
+    let without_live = extras.recover(&Compression::default());
+    assert_eq!(
+        without_live.compressed,
+        [logs.join("access.log-20221118.log.gz")]
     );
 }
 
