@@ -87,6 +87,34 @@ pub fn is_segment_of(name: &str, log_name: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('-') && rest.len() > 1)
 }
 
+/// The rotated segments (compressed or not) of `log_name` in `dir`, oldest first: by date
+/// text, then by the number a same-date rotation got.
+pub fn segments_in_order(dir: &Path, log_name: &str) -> std::io::Result<Vec<PathBuf>> {
+    let mut keyed = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !is_segment_of(&name, log_name) || is_temporary(&name) {
+            continue;
+        }
+        keyed.push((order_key(&name, log_name), entry.path()));
+    }
+    keyed.sort();
+    Ok(keyed.into_iter().map(|(_, path)| path).collect())
+}
+
+/// `(date text, number)` of a segment name; the date text ends at the first `.`.
+fn order_key(name: &str, log_name: &str) -> (String, u32) {
+    let rest = &name[log_name.len() + 1..];
+    let stem = rest.split('.').next().unwrap_or(rest);
+    match stem.rsplit_once('-') {
+        Some((date, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (date.to_owned(), n.parse().unwrap_or(0))
+        }
+        _ => (stem.to_owned(), 0),
+    }
+}
+
 /// Whether `name` ends with a compressed extension the upload glob matches (`.gz`, `.bz2`,
 /// or `extension`).
 pub fn is_compressed(name: &str, extension: &str) -> bool {
@@ -140,6 +168,36 @@ mod tests {
             )
         );
         assert!(!glob.is_match(".service.log.new"));
+    }
+
+    #[test]
+    fn numbered_segments_sort_after_their_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        for name in [
+            "service.log-2.log.gz",
+            "service.log-1-1.log.gz",
+            "service.log-1.log.gz",
+            "service.log-1-10.log",
+            "service.log-1-2.log.gz",
+            "other",
+        ] {
+            std::fs::write(dir.path().join(name), b"").expect("write");
+        }
+        let names: Vec<String> = segments_in_order(dir.path(), "service.log")
+            .expect("listed")
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "service.log-1.log.gz",
+                "service.log-1-1.log.gz",
+                "service.log-1-2.log.gz",
+                "service.log-1-10.log",
+                "service.log-2.log.gz"
+            ]
+        );
     }
 
     #[test]

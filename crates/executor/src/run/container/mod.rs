@@ -8,14 +8,13 @@
 //! or `force_pull_image` is set, with `maxDockerPullAttempts` attempts inside one deadline.
 //! After staging, a `docker-archive://` tarball is loaded unless its image is already
 //! present; the image description is written to `docker_image.json`; the container is
-//! created, attached (so no output is missed), started, and its output appended to
-//! `service.log`. Kills signal the container's main process at once. When it ends, the
+//! created, attached (so no output is missed), started, and its output handed to the task's
+//! service log writer. Kills signal the container's main process at once. When it ends, the
 //! output is drained and the container removed.
 
 pub mod plan;
 
-use std::fs::File;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +25,7 @@ use singularity_containers::image::{self, PullError, PullPolicy};
 use singularity_containers::{
     ContainerEngine, EngineError, EngineErrorKind, OutputStream, Signal, cgroup,
 };
+use singularity_logs::ServiceLog;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -33,7 +33,6 @@ use tracing::Instrument as _;
 pub use plan::{ContainerOptions, PlanError};
 
 use self::plan::{ImageSource, plan};
-use crate::run::process::open_append;
 use crate::run::{
     BackendError, BoxFuture, ExitStatus, Preparation, StartedTask, StopSignal, TaskBackend,
     TaskControl, TaskSpec, count_threads_blocking,
@@ -231,18 +230,17 @@ impl<E: ContainerEngine> ContainerBackend<E> {
             .map_err(|source| ContainerError::WriteDescription { path, source })
     }
 
-    async fn start_container(&self, spec: &TaskSpec) -> Result<StartedTask, BackendError> {
+    async fn start_container(
+        &self,
+        spec: &TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> Result<StartedTask, BackendError> {
         let mut plan = plan(spec, &self.options).map_err(ContainerError::from)?;
         if let ImageSource::Archive { path } = &plan.image {
             plan.config.image = self.load_archive(&spec.task_id, path).await?;
         }
         self.write_image_description(&plan.config.image, &spec.task_dir)
             .await?;
-        let log = open_append(&spec.service_log).map_err(|source| BackendError::ServiceLog {
-            path: spec.service_log.clone(),
-            source,
-        })?;
-
         let name = plan.config.name.clone();
         let id = match self.engine.create(&plan.config).await {
             Err(error) if error.kind == EngineErrorKind::Conflict => {
@@ -353,8 +351,12 @@ impl<E: ContainerEngine> TaskBackend for ContainerBackend<E> {
         })
     }
 
-    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
-        Box::pin(self.start_container(spec))
+    fn start<'a>(
+        &'a self,
+        spec: &'a TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
+        Box::pin(self.start_container(spec, log))
     }
 }
 
@@ -401,15 +403,12 @@ impl<E: ContainerEngine> TaskControl for ContainerControl<E> {
     }
 }
 
-/// Copies the container's output into the service log until it ends.
-async fn pump(mut output: OutputStream, log: File) {
+/// Copies the container's output (stdout and stderr, as the engine multiplexes them) into
+/// the service log writer until it ends.
+async fn pump(mut output: OutputStream, log: Arc<ServiceLog>) {
     while let Some(chunk) = output.next().await {
         match chunk {
-            Ok(bytes) => {
-                if let Err(error) = (&log).write_all(&bytes) {
-                    tracing::warn!(%error, "cannot append container output to the service log");
-                }
-            }
+            Ok(bytes) => log.write(&bytes),
             Err(error) => {
                 tracing::warn!(%error, "container output interrupted");
                 return;
