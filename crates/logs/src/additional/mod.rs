@@ -42,7 +42,6 @@
 
 mod entries;
 mod rotate;
-mod schedule;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -54,11 +53,11 @@ use singularity_common::config::ExecutorConfig;
 use singularity_common::records::SingularityTaskExecutorData;
 
 use crate::settings::Compression;
+use crate::writer::next_boundary;
 use crate::{LOG_END_XATTR, LOG_START_XATTR, LogSettings, compress, names};
 
 pub use entries::{AdditionalFile, Trigger, from_executor, parse_size};
 pub use rotate::{Method, Phase, Rotated, rotate};
-pub use schedule::next_boundary;
 
 /// A bad entry, or a rotation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +153,7 @@ impl AdditionalLogs {
         let next_due = files
             .iter()
             .map(|file| match file.trigger {
-                Trigger::Every(frequency) => Some(next_boundary(frequency, &now)),
+                Trigger::Every(frequency) => Some(next_boundary(frequency, now)),
                 Trigger::Size(_) => None,
             })
             .collect();
@@ -218,7 +217,7 @@ impl AdditionalLogs {
         for index in 0..self.files.len() {
             let due = match (self.files[index].trigger, self.next_due[index]) {
                 (Trigger::Every(frequency), Some(due)) if now >= due => {
-                    self.next_due[index] = Some(next_boundary(frequency, &now));
+                    self.next_due[index] = Some(next_boundary(frequency, now));
                     Some(None)
                 }
                 (Trigger::Size(size), _) => Some(Some(size)),
