@@ -1044,6 +1044,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sizes_read_as_logrotate_reads_them() {
+        assert_eq!(parse_logrotate_size("4096"), Ok(4096));
+        assert_eq!(parse_logrotate_size("100k"), Ok(100 << 10));
+        assert_eq!(parse_logrotate_size("100K"), Ok(100 << 10));
+        assert_eq!(parse_logrotate_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_logrotate_size("2G"), Ok(2 << 30));
+        assert!(parse_logrotate_size("10MB").is_err());
+        assert!(parse_logrotate_size("M").is_err());
+        assert!(parse_logrotate_size("0").is_err());
+        assert!(parse_logrotate_size("-5k").is_err());
+    }
+
+    #[test]
+    fn rotation_date_formats_must_make_file_names() {
+        assert_eq!(check_rotation_dateformat("%Y%m%d%s"), Ok(()));
+        assert_eq!(check_rotation_dateformat("-%Y-%m-%d"), Ok(()));
+        assert!(check_rotation_dateformat("%Y/%m").is_err());
+        assert!(check_rotation_dateformat("%Q").is_err());
+        assert!(check_rotation_dateformat("-").is_err());
+    }
+
+    #[test]
     fn secrets_show_only_their_last_four_characters() {
         let secret = Secret::new("AKIAABCDEFGH1234");
         assert_eq!(secret.to_string(), "****1234");

@@ -100,13 +100,15 @@ impl AdditionalFile {
         };
 
         let trigger = match entry.logrotate_size_override.as_deref().map(str::trim) {
-            Some(size) if !size.is_empty() => Trigger::Size(parse_size(size).map_err(
-                |reason| AdditionalFileError::Invalid {
-                    field: field("logrotateSizeOverride"),
-                    value: size.to_owned(),
-                    reason,
-                },
-            )?),
+            Some(size) if !size.is_empty() => {
+                Trigger::Size(parse_logrotate_size(size).map_err(|reason| {
+                    AdditionalFileError::Invalid {
+                        field: field("logrotateSizeOverride"),
+                        value: size.to_owned(),
+                        reason,
+                    }
+                })?)
+            }
             _ => Trigger::Every(entry.logrotate_frequency_override.unwrap_or(task_frequency)),
         };
 
@@ -186,11 +188,6 @@ fn filename_extension(filename: &str) -> Option<String> {
         return None;
     }
     Some(extension.to_owned())
-}
-
-/// Parses a logrotate `size` (`10M`, `500k`, `1G`, bytes).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    parse_logrotate_size(text)
 }
 
 fn check_name_part(part: &str) -> Result<(), String> {
@@ -307,19 +304,6 @@ mod tests {
         assert_eq!(filename_extension("logs/access.*"), None);
         assert_eq!(filename_extension("logs.d/access"), None);
         assert_eq!(filename_extension("logs/access."), None);
-    }
-
-    #[test]
-    fn sizes_read_as_logrotate_reads_them() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("100k"), Ok(100 << 10));
-        assert_eq!(parse_size("100K"), Ok(100 << 10));
-        assert_eq!(parse_size("10M"), Ok(10 << 20));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert!(parse_size("10MB").is_err());
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("-5k").is_err());
     }
 
     #[test]

@@ -56,7 +56,7 @@ use crate::settings::Compression;
 use crate::writer::next_boundary;
 use crate::{LOG_END_XATTR, LOG_START_XATTR, LogSettings, compress, names};
 
-pub use entries::{AdditionalFile, Trigger, from_executor, parse_size};
+pub use entries::{AdditionalFile, Trigger, from_executor};
 pub use rotate::{Method, Phase, Rotated, rotate};
 
 /// A bad entry, or a rotation that failed.
