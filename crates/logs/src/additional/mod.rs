@@ -32,11 +32,11 @@
 //! use singularity_logs::additional::AdditionalLogs;
 //!
 //! let settings = LogSettings::new(config, data, task_dir)?;
-//! let mut extras = AdditionalLogs::for_task(&settings, config, data, chrono::Local::now())?;
-//! // While the task runs, every second or so (off the task's output path):
-//! let report = extras.tick(chrono::Local::now());
-//! // At teardown, once the task has exited:
-//! let last = extras.finish(chrono::Local::now());
+//! let extras = AdditionalLogs::for_task(&settings, config, data, chrono::Local::now())?;
+//! // While the task runs: a tick every second on a thread of its own.
+//! let running = extras.spawn(std::time::Duration::from_secs(1))?;
+//! // At teardown, once the task has exited: the final rotation.
+//! let (last, _extras) = running.finish()?;
 //! # Ok(()) }
 //! ```
 
@@ -47,6 +47,11 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use chrono::{DateTime, Local};
 use singularity_common::config::ExecutorConfig;
@@ -83,6 +88,9 @@ pub enum AdditionalFileError {
         #[source]
         source: io::Error,
     },
+    /// The rotation thread is gone (it panicked): no final rotation was made.
+    #[error("the additional-files rotation thread stopped unexpectedly")]
+    ThreadLost,
 }
 
 /// Takes each finished, uncompressed segment (to compress it).
@@ -117,8 +125,46 @@ pub struct AdditionalLogs {
     sink: Box<dyn SegmentSink>,
     /// Segments made by this driver, never taken for live files.
     produced: HashSet<PathBuf>,
-    fallbacks: u64,
+    fallbacks: Arc<AtomicU64>,
     file_attributes: bool,
+}
+
+/// An [`AdditionalLogs`] ticking on its own thread ([`AdditionalLogs::spawn`]). Dropping it
+/// stops the thread without a final rotation.
+#[derive(Debug)]
+pub struct RunningAdditionalLogs {
+    stop: mpsc::Sender<()>,
+    thread: Option<JoinHandle<AdditionalLogs>>,
+    fallbacks: Arc<AtomicU64>,
+}
+
+impl RunningAdditionalLogs {
+    /// Rotations so far that fell back to copy-and-truncate.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Stops the ticking and makes the final rotation (call it once the task has exited);
+    /// returns the driver too, for the cleanup's [`AdditionalLogs::recover`].
+    ///
+    /// # Errors
+    /// The thread panicked: the driver, and so the final rotation, is lost.
+    pub fn finish(mut self) -> Result<(TickReport, AdditionalLogs), AdditionalFileError> {
+        let _ = self.stop.send(());
+        let mut logs = self
+            .thread
+            .take()
+            .and_then(|thread| thread.join().ok())
+            .ok_or(AdditionalFileError::ThreadLost)?;
+        let report = logs.finish(Local::now());
+        Ok((report, logs))
+    }
+}
+
+impl Drop for RunningAdditionalLogs {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+    }
 }
 
 /// What [`AdditionalLogs::recover`] did.
@@ -162,7 +208,7 @@ impl AdditionalLogs {
             next_due,
             sink: Box::new(sink),
             produced: HashSet::new(),
-            fallbacks: 0,
+            fallbacks: Arc::new(AtomicU64::new(0)),
             file_attributes: false,
         }
     }
@@ -254,7 +300,31 @@ impl AdditionalLogs {
 
     /// Rotations so far that fell back to copy-and-truncate.
     pub fn fallbacks(&self) -> u64 {
-        self.fallbacks
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Ticks on a thread of its own every `every` until [`RunningAdditionalLogs::finish`]:
+    /// what the executor runs beside the task. Rotations are logged (failures at warn).
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub fn spawn(self, every: Duration) -> io::Result<RunningAdditionalLogs> {
+        let fallbacks = Arc::clone(&self.fallbacks);
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("additional-logs".to_owned())
+            .spawn(move || {
+                let mut logs = self;
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    logs.tick(Local::now());
+                }
+                logs
+            })?;
+        Ok(RunningAdditionalLogs {
+            stop,
+            thread: Some(thread),
+            fallbacks,
+        })
     }
 
     /// For the cleanup after an executor died: removes compression temporaries beside the live
@@ -354,7 +424,7 @@ impl AdditionalLogs {
         match result {
             Ok(Some(rotated)) => {
                 if rotated.method == Method::CopyTruncateFallback {
-                    self.fallbacks += 1;
+                    self.fallbacks.fetch_add(1, Ordering::Relaxed);
                 }
                 tracing::debug!(
                     file = %path.display(),

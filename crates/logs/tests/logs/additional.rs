@@ -768,3 +768,36 @@ fn the_upload_record_of_an_additional_file_finds_its_segments() {
     }
     assert!(!glob.matches("access.log"), "the live file is not uploaded");
 }
+
+#[test]
+fn a_spawned_driver_ticks_until_finished_then_rotates_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("app.log");
+    let mut sized = entry("app.log");
+    sized.logrotate_size_override = Some("8k".to_owned());
+    let running = AdditionalLogs::new(normalise(dir.path(), &[sized]), Local::now(), no_sink)
+        .spawn(Duration::from_millis(10))
+        .expect("thread");
+    let written = expected(5000); // 45,000 bytes
+    fs::write(&live, &written).expect("write");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::metadata(&live).expect("live").len() >= 8192 {
+        assert!(Instant::now() < deadline, "no rotation within 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (last, extras) = running.finish().expect("finished");
+    assert_eq!(last.rotated.len(), 1, "{last:?}");
+    assert_eq!(extras.fallbacks(), 0);
+    assert_eq!(fs::metadata(&live).expect("live").len(), 0);
+    let final_segment = &last.rotated[0].segment;
+    let earlier: Vec<PathBuf> = fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path != &live && path != final_segment)
+        .collect();
+    assert_eq!(earlier.len(), 1, "one rotation while running: {earlier:?}");
+    let mut all = fs::read(&earlier[0]).expect("segment");
+    all.extend(fs::read(final_segment).expect("segment"));
+    assert_eq!(all, written);
+}
