@@ -68,6 +68,11 @@ impl Mounted {
 
     /// A small tmpfs.
     fn tmpfs(size_mib: u64) -> Mounted {
+        Self::tmpfs_sized(&format!("{size_mib}m"))
+    }
+
+    /// A tmpfs of `size` (`256k`, `64m`).
+    fn tmpfs_sized(size: &str) -> Mounted {
         let scratch = tempfile::Builder::new()
             .prefix("se-test-extras-")
             .tempdir()
@@ -77,7 +82,7 @@ impl Mounted {
         run(
             Command::new("mount")
                 .args(["-t", "tmpfs", "-o"])
-                .arg(format!("size={size_mib}m"))
+                .arg(format!("size={size}"))
                 .arg("tmpfs")
                 .arg(&mountpoint),
             "mounting a tmpfs needs root",
@@ -800,4 +805,35 @@ fn a_spawned_driver_ticks_until_finished_then_rotates_the_rest() {
     let mut all = fs::read(&earlier[0]).expect("segment");
     all.extend(fs::read(final_segment).expect("segment"));
     assert_eq!(all, written);
+}
+
+#[test]
+fn a_rotation_that_finds_the_disk_full_leaves_the_file_whole() {
+    let mounted = Mounted::tmpfs_sized("1m");
+    let live = mounted.path().join("big.log");
+    let written = expected(80_000); // 720,000 bytes: no room for a copy
+    fs::write(&live, &written).expect("write");
+    let mut sized = entry("big.log");
+    sized.logrotate_size_override = Some("64k".to_owned());
+    let mut extras =
+        AdditionalLogs::new(normalise(mounted.path(), &[sized]), Local::now(), no_sink);
+
+    let report = extras.tick(Local::now());
+    assert!(report.rotated.is_empty(), "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let message = report.failed[0].to_string();
+    assert!(
+        message.starts_with(&format!("rotating {}: copy to segment: ", live.display())),
+        "{message}"
+    );
+    assert_eq!(
+        fs::read(&live).expect("live"),
+        written,
+        "the live file keeps every byte"
+    );
+    assert_eq!(
+        names_in(mounted.path()),
+        ["big.log"],
+        "no partial segment left"
+    );
 }
