@@ -27,8 +27,11 @@ pub enum Trigger {
 pub struct AdditionalFile {
     /// The `filename` as configured, relative to the task directory (may be a glob).
     pub filename: String,
-    /// `<taskDir>/<filename>`: the glob expanded on every tick.
+    /// `<taskDir>/<filename>`: the glob expanded on every tick (the task directory's own
+    /// characters escaped).
     pub pattern: String,
+    /// `<taskDir>/<filename>` as a path: the file itself when `filename` is no glob.
+    pub path: PathBuf,
     /// Date format of rotated names, without a leading `-`.
     pub dateformat: String,
     /// Extension kept after the date in rotated names.
@@ -66,7 +69,11 @@ impl AdditionalFile {
                 reason: "must be relative to the task directory, without `..`".to_owned(),
             });
         }
-        let pattern = task_directory.join(filename).to_string_lossy().into_owned();
+        let path = task_directory.join(filename);
+        let pattern = Path::new(&glob::Pattern::escape(&task_directory.to_string_lossy()))
+            .join(filename)
+            .to_string_lossy()
+            .into_owned();
         glob::Pattern::new(&pattern).map_err(|error| AdditionalFileError::Invalid {
             field: field("filename"),
             value: entry.filename.clone(),
@@ -115,11 +122,17 @@ impl AdditionalFile {
         Ok(AdditionalFile {
             filename: filename.to_owned(),
             pattern,
+            path,
             dateformat,
             extension,
             trigger,
             delete_in_executor_cleanup: entry.delete_in_executor_cleanup,
         })
+    }
+
+    /// Whether `filename` is a glob rather than one file.
+    pub fn is_glob(&self) -> bool {
+        self.filename.contains(['*', '?', '['])
     }
 
     /// The live files the entry names now: regular files matching the glob, in name order,
@@ -245,6 +258,7 @@ mod tests {
     fn a_plain_name_takes_the_defaults_and_its_own_extension() {
         let file = normalise(&entry("logs/access.log")).expect("valid");
         assert_eq!(file.pattern, "/tasks/t1/logs/access.log");
+        assert_eq!(file.path, Path::new("/tasks/t1/logs/access.log"));
         assert_eq!(file.dateformat, "%Y%m%d");
         assert_eq!(file.extension.as_deref(), Some("log"));
         assert_eq!(file.trigger, Trigger::Every(LogrotateFrequency::Daily));
@@ -350,6 +364,24 @@ mod tests {
             message.starts_with("logrotateExtrasDateformat = \"%Y%\""),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_task_directory_is_never_read_as_a_glob() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let task = dir.path().join("task[1]*");
+        std::fs::create_dir(&task).expect("mkdir");
+        std::fs::write(task.join("a.log"), "x\n").expect("write");
+        let file = AdditionalFile::from_config(
+            0,
+            &entry("*.log"),
+            &task,
+            "%Y%m%d",
+            LogrotateFrequency::Daily,
+        )
+        .expect("valid");
+        assert!(file.is_glob());
+        assert_eq!(file.live_files(&HashSet::new()), [task.join("a.log")]);
     }
 
     #[test]

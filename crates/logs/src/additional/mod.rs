@@ -389,8 +389,8 @@ impl AdditionalLogs {
         let mut lives = Vec::new();
         for file in &self.files {
             lives.extend(file.live_files(&HashSet::new()));
-            if !file.pattern.contains(['*', '?', '[']) {
-                lives.push(PathBuf::from(&file.pattern));
+            if !file.is_glob() {
+                lives.push(file.path.clone());
             }
         }
         lives.sort();
