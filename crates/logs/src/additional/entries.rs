@@ -32,6 +32,8 @@ pub struct AdditionalFile {
     pub pattern: String,
     /// `<taskDir>/<filename>` as a path: the file itself when `filename` is no glob.
     pub path: PathBuf,
+    /// The task directory, which every file must resolve inside.
+    pub task_directory: PathBuf,
     /// Date format of rotated names, without a leading `-`.
     pub dateformat: String,
     /// Extension kept after the date in rotated names.
@@ -123,6 +125,7 @@ impl AdditionalFile {
             filename: filename.to_owned(),
             pattern,
             path,
+            task_directory: task_directory.to_path_buf(),
             dateformat,
             extension,
             trigger,

@@ -122,6 +122,8 @@ pub struct AdditionalLogs {
     files: Vec<AdditionalFile>,
     /// Per file with a schedule: when it is next due.
     next_due: Vec<Option<DateTime<Local>>>,
+    /// Per file: the canonical task directory its files must resolve inside.
+    within: Vec<PathBuf>,
     sink: Box<dyn SegmentSink>,
     /// Segments made by this driver, never taken for live files.
     produced: HashSet<PathBuf>,
@@ -203,9 +205,17 @@ impl AdditionalLogs {
                 Trigger::Size(_) => None,
             })
             .collect();
+        let within = files
+            .iter()
+            .map(|file| {
+                std::fs::canonicalize(&file.task_directory)
+                    .unwrap_or_else(|_| file.task_directory.clone())
+            })
+            .collect();
         AdditionalLogs {
             files,
             next_due,
+            within,
             sink: Box::new(sink),
             produced: HashSet::new(),
             fallbacks: Arc::new(AtomicU64::new(0)),
@@ -418,8 +428,9 @@ impl AdditionalLogs {
         report: &mut TickReport,
     ) {
         let file = &self.files[index];
-        let result = rotate(path, phase, || {
-            create_segment(path, &file.dateformat, file.extension.as_deref(), now)
+        let within = &self.within[index];
+        let result = rotate(path, phase, within, |resolved| {
+            create_segment(resolved, &file.dateformat, file.extension.as_deref(), now)
         });
         match result {
             Ok(Some(rotated)) => {

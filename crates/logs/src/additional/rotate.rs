@@ -13,6 +13,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FallocateFlags;
@@ -59,13 +61,17 @@ pub struct Rotated {
     pub method: Method,
 }
 
-/// Rotates `source` into a segment that `create_segment` makes (and names), or returns `None`
-/// when there is nothing to take: an empty file, or, while the task runs, a file holding no
-/// whole block before its last byte.
+/// Rotates `source` into a segment that `create_segment` makes (and names) beside the file's
+/// resolved path, or returns `None` when there is nothing to take: an empty file, or, while
+/// the task runs, a file holding no whole block before its last byte.
+///
+/// The file is refused unless it resolves inside `within` (the task directory, canonical): a
+/// task cannot point the executor, which runs as root, at a host file through a symlink.
 pub fn rotate(
     source: &Path,
     phase: Phase,
-    create_segment: impl FnOnce() -> io::Result<(PathBuf, File)>,
+    within: &Path,
+    create_segment: impl FnOnce(&Path) -> io::Result<(PathBuf, File)>,
 ) -> Result<Option<Rotated>, AdditionalFileError> {
     let fail = |step: &'static str| {
         let path = source.to_path_buf();
@@ -74,8 +80,20 @@ pub fn rotate(
     let mut live = OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(source)
         .map_err(fail("open"))?;
+    // Where the descriptor really points, whatever symlinked directories led there.
+    let resolved = std::fs::read_link(format!("/proc/self/fd/{}", live.as_raw_fd()))
+        .map_err(fail("resolve"))?;
+    if !resolved.starts_with(within) {
+        return Err(fail("check it is inside the task directory")(
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("it resolves to {}", resolved.display()),
+            ),
+        ));
+    }
     let size = live.metadata().map_err(fail("stat"))?.len();
     let block = block_size(&live);
     // The collapsed range must be whole blocks and must end before the end of the file.
@@ -84,7 +102,7 @@ pub fn rotate(
         return Ok(None);
     }
 
-    let (segment_path, mut segment) = create_segment().map_err(fail("create segment"))?;
+    let (segment_path, mut segment) = create_segment(&resolved).map_err(fail("create segment"))?;
     let discard = |error: AdditionalFileError| {
         let _ = std::fs::remove_file(&segment_path);
         error

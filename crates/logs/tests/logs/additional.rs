@@ -837,3 +837,39 @@ fn a_rotation_that_finds_the_disk_full_leaves_the_file_whole() {
         "no partial segment left"
     );
 }
+
+#[test]
+fn a_symlink_out_of_the_task_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let task = dir.path().join("task");
+    let host = dir.path().join("host");
+    fs::create_dir_all(&task).expect("task");
+    fs::create_dir_all(&host).expect("host");
+    let precious = expected(2000);
+    fs::write(host.join("system.log"), &precious).expect("write");
+    fs::write(host.join("secret"), &precious).expect("write");
+    // The task links a directory, and a file, of the host into its sandbox.
+    std::os::unix::fs::symlink(&host, task.join("logs")).expect("dir link");
+    std::os::unix::fs::symlink(host.join("secret"), task.join("secret.log")).expect("file link");
+    let mut extras = AdditionalLogs::new(
+        normalise(&task, &[entry("logs/*.log"), entry("secret.log")]),
+        Local::now(),
+        no_sink,
+    );
+
+    let report = extras.finish(Local::now());
+    assert!(report.rotated.is_empty(), "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let message = report.failed[0].to_string();
+    assert!(
+        message.contains("check it is inside the task directory")
+            && message.contains(&host.join("system.log").display().to_string()),
+        "{message}"
+    );
+    assert_eq!(
+        fs::read(host.join("system.log")).expect("host file"),
+        precious
+    );
+    assert_eq!(fs::read(host.join("secret")).expect("host file"), precious);
+    assert_eq!(names_in(&host), ["secret", "system.log"]);
+}
