@@ -397,11 +397,15 @@ impl AdditionalLogs {
     /// gone: what recovery looks beside.
     fn lives_for_recovery(&self) -> Vec<PathBuf> {
         let mut lives = Vec::new();
-        for file in &self.files {
-            lives.extend(file.live_files(&HashSet::new()));
+        for (index, file) in self.files.iter().enumerate() {
+            let mut candidates = file.live_files(&HashSet::new());
             if !file.is_glob() {
-                lives.push(file.path.clone());
+                candidates.push(file.path.clone());
             }
+            lives.extend(candidates.into_iter().filter(|live| {
+                live.parent()
+                    .is_some_and(|dir| self.resolves_inside(index, dir))
+            }));
         }
         lives.sort();
         lives.dedup();
@@ -414,9 +418,19 @@ impl AdditionalLogs {
     pub fn files_to_delete_in_cleanup(&self) -> Vec<PathBuf> {
         self.files
             .iter()
-            .filter(|file| file.delete_in_executor_cleanup)
-            .flat_map(|file| file.live_files(&self.produced))
+            .enumerate()
+            .filter(|(_, file)| file.delete_in_executor_cleanup)
+            .flat_map(|(index, file)| {
+                file.live_files(&self.produced)
+                    .into_iter()
+                    .filter(move |live| self.resolves_inside(index, live))
+            })
             .collect()
+    }
+
+    /// Whether `path` resolves inside the task directory of entry `index` (symlinks followed).
+    fn resolves_inside(&self, index: usize, path: &Path) -> bool {
+        std::fs::canonicalize(path).is_ok_and(|resolved| resolved.starts_with(&self.within[index]))
     }
 
     fn rotate_one(

@@ -851,11 +851,17 @@ fn a_symlink_out_of_the_task_directory_is_refused() {
     // The task links a directory, and a file, of the host into its sandbox.
     std::os::unix::fs::symlink(&host, task.join("logs")).expect("dir link");
     std::os::unix::fs::symlink(host.join("secret"), task.join("secret.log")).expect("file link");
+    fs::write(host.join("system.log-20221118.log"), "a host segment\n").expect("write");
+    let mut doomed = entry("logs/*.log");
+    doomed.delete_in_executor_cleanup = true;
     let mut extras = AdditionalLogs::new(
-        normalise(&task, &[entry("logs/*.log"), entry("secret.log")]),
+        normalise(&task, &[doomed, entry("secret.log")]),
         Local::now(),
         no_sink,
     );
+    assert!(extras.files_to_delete_in_cleanup().is_empty());
+    let recovered = extras.recover(&Compression::default());
+    assert!(recovered.compressed.is_empty(), "{recovered:?}");
 
     let report = extras.finish(Local::now());
     assert!(report.rotated.is_empty(), "{report:?}");
@@ -871,5 +877,8 @@ fn a_symlink_out_of_the_task_directory_is_refused() {
         precious
     );
     assert_eq!(fs::read(host.join("secret")).expect("host file"), precious);
-    assert_eq!(names_in(&host), ["secret", "system.log"]);
+    assert_eq!(
+        names_in(&host),
+        ["secret", "system.log", "system.log-20221118.log"]
+    );
 }
