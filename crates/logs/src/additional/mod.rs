@@ -192,7 +192,9 @@ impl std::fmt::Debug for AdditionalLogs {
 
 impl AdditionalLogs {
     /// A driver for `files`, starting at `now` (the first scheduled rotations are at the next
-    /// boundaries after it).
+    /// boundaries after it). Build it once the task directory exists: its canonical path,
+    /// taken now, is what every file must resolve inside (a task could later swap the
+    /// directory for a symlink).
     pub fn new(
         files: Vec<AdditionalFile>,
         now: DateTime<Local>,
