@@ -182,7 +182,7 @@ impl Drop for Writer {
     }
 }
 
-// ------------------------------------------------------------------------------ helpers
+// ------------------------------------------------------------------------------ support
 
 fn entry(filename: &str) -> LogrotateAdditionalFile {
     LogrotateAdditionalFile::named(filename)
