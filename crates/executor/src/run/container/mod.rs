@@ -12,6 +12,7 @@
 //! service log writer. Kills signal the container's main process at once. When it ends, the
 //! output is drained and the container removed.
 
+pub mod host_paths;
 pub mod plan;
 
 use std::io;
@@ -23,7 +24,8 @@ use futures_util::StreamExt as _;
 use singularity_common::naming;
 use singularity_containers::image::{self, PullError, PullPolicy};
 use singularity_containers::{
-    ContainerEngine, EngineError, EngineErrorKind, OutputStream, Signal, cgroup,
+    ContainerConfig, ContainerEngine, EngineError, EngineErrorKind, OutputStream, Signal, cgroup,
+    own_container,
 };
 use singularity_logs::ServiceLog;
 use tokio::task::JoinHandle;
@@ -32,6 +34,7 @@ use tracing::Instrument as _;
 
 pub use plan::{ContainerOptions, PlanError};
 
+use self::host_paths::{HostPaths, NoHostPath};
 use self::plan::{ImageSource, plan};
 use crate::run::{
     BackendError, BoxFuture, ExitStatus, Preparation, StartedTask, StopSignal, TaskBackend,
@@ -116,6 +119,17 @@ pub enum ContainerError {
         /// The engine's error.
         source: EngineError,
     },
+    /// A bind mount's source has no path on the engine's host.
+    #[error(transparent)]
+    NoHostPath(#[from] NoHostPath),
+    /// The executor's own container could not be inspected for its mounts.
+    #[error("cannot learn the mounts of the executor's own container {id}: {source}")]
+    OwnMounts {
+        /// The executor's container.
+        id: String,
+        /// The engine's error.
+        source: EngineError,
+    },
     /// A blocking step panicked or was cancelled.
     #[error(transparent)]
     Join(#[from] tokio::task::JoinError),
@@ -126,6 +140,8 @@ pub enum ContainerError {
 pub struct ContainerBackend<E> {
     engine: Arc<E>,
     options: ContainerOptions,
+    /// Learnt on the first container task: the executor's own container does not change.
+    host_paths: tokio::sync::OnceCell<HostPaths>,
 }
 
 fn signal_of(signal: StopSignal) -> Signal {
@@ -141,7 +157,46 @@ impl<E: ContainerEngine> ContainerBackend<E> {
         Self {
             engine: Arc::new(engine),
             options,
+            host_paths: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Turns the bind sources (and `HOST_SANDBOX_DIR`) of `config` into paths on the engine's
+    /// host ([`host_paths`]).
+    async fn to_host_paths(&self, config: &mut ContainerConfig) -> Result<(), ContainerError> {
+        let paths = self
+            .host_paths
+            .get_or_try_init(|| async {
+                let own = own_container::own_container_id();
+                HostPaths::resolve(&*self.engine, &self.options.host_path_mappings, own.clone())
+                    .await
+                    .map_err(|source| ContainerError::OwnMounts {
+                        id: own.unwrap_or_default(),
+                        source,
+                    })
+            })
+            .await?;
+        if *paths == HostPaths::Same {
+            return Ok(());
+        }
+        for bind in &mut config.binds {
+            // A relative source is a named volume, which the engine resolves itself.
+            if Path::new(&bind.host).is_absolute() {
+                bind.host = paths
+                    .host_path(Path::new(&bind.host))?
+                    .display()
+                    .to_string();
+            }
+        }
+        for var in &mut config.env {
+            if let Some(dir) = var.strip_prefix("HOST_SANDBOX_DIR=") {
+                *var = format!(
+                    "HOST_SANDBOX_DIR={}",
+                    paths.host_path(Path::new(dir))?.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The engine.
@@ -236,6 +291,7 @@ impl<E: ContainerEngine> ContainerBackend<E> {
         log: Arc<ServiceLog>,
     ) -> Result<StartedTask, BackendError> {
         let mut plan = plan(spec, &self.options).map_err(ContainerError::from)?;
+        self.to_host_paths(&mut plan.config).await?;
         if let ImageSource::Archive { path } = &plan.image {
             plan.config.image = self.load_archive(&spec.task_id, path).await?;
         }
