@@ -130,6 +130,11 @@ continues lines, as in Java.
 
 - `.properties` and TOML files, several `--config` files, and `--check-config`.
 - Unknown keys are reported as warnings instead of being ignored silently.
+- Keys marked *unused* are read and checked so existing files keep loading, but nothing uses
+  them: logs are rotated in-process, so no logrotate binary is run and no logrotate conf, state
+  or cron file is written (`logrotateCommand`, `logrotateStateFile`, `logrotateConfDirectory`,
+  which need not exist any more, `logrotateHourlyConfDirectory`, `cronDirectory`,
+  `ignoreLogrotateOutput`).
 - Keys marked *addition* are new. The executor's `s3UploaderBucket` and `s3UploaderKeyPattern`
   were documented but ignored by Java; they now serve as fallbacks when a task's data names no
   bucket or pattern.
@@ -208,6 +213,9 @@ fn meaning_cell(spec: &KeySpec) -> String {
     }
     if spec.addition {
         marks.push("*addition*".to_owned());
+    }
+    if spec.unused {
+        marks.push("*unused*".to_owned());
     }
     if spec.secret {
         marks.push("*credential*".to_owned());

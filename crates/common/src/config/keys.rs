@@ -241,6 +241,8 @@ pub struct KeySpec {
     pub meaning: &'static str,
     /// Not in the Java daemons.
     pub addition: bool,
+    /// Read and checked, but nothing uses it any more (the Java feature it configured is gone).
+    pub unused: bool,
 }
 
 impl KeySpec {
@@ -265,6 +267,7 @@ impl KeySpec {
             default,
             meaning,
             addition: false,
+            unused: false,
         }
     }
 
@@ -295,6 +298,11 @@ impl KeySpec {
 
     const fn addition(mut self) -> Self {
         self.addition = true;
+        self
+    }
+
+    const fn unused(mut self) -> Self {
+        self.unused = true;
         self
     }
 
@@ -881,33 +889,36 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.logrotate.command"],
         K::String,
         "logrotate",
-        "logrotate binary",
-    ),
+        "the logrotate binary Java ran; none is run, logs are rotated in-process" ,
+    )
+    .unused(),
     KeySpec::new(
         "logrotateStateFile",
         "logrotate_state_file",
         &["executor.logrotate.state.file"],
         K::String,
         "logrotate.status",
-        "logrotate state file, relative to the task directory",
-    ),
+        "logrotate's state file in the task directory (Java); none is written",
+    )
+    .unused(),
     KeySpec::new(
         "logrotateConfDirectory",
         "logrotate_conf_directory",
         &["executor.logrotate.conf.directory", "executor.logrotate.config.folder"],
         K::Path,
         "/etc/logrotate.d",
-        "directory of the main per-task logrotate conf",
+        "where Java wrote each task's logrotate conf (it had to exist); nothing is written there and it need not exist",
     )
-    .existing_dir(),
+    .unused(),
     KeySpec::new(
         "logrotateHourlyConfDirectory",
         "logrotate_hourly_conf_directory",
         &["executor.logrotate.hourly.conf.directory"],
         K::Path,
         "/etc/logrotate.d/hourly",
-        "directory of the cron-forced and size-based confs (created when missing)",
-    ),
+        "where Java wrote the cron-forced and size-based logrotate confs; nothing is written there",
+    )
+    .unused(),
     KeySpec::new(
         "logrotateToDirectory",
         "logrotate_to_directory",
@@ -946,7 +957,7 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.logrotate.extras.dateformat"],
         K::String,
         "%Y%m%d",
-        "date format of extra file rotations",
+        "date format of `logrotateAdditionalFiles` rotations whose entry sets none (a leading `-` is dropped)",
     ),
     KeySpec::new(
         "ignoreLogrotateOutput",
@@ -954,8 +965,9 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.ignore.logrotate.output"],
         K::Bool,
         "false",
-        "send the output of cron-run logrotate to /dev/null",
-    ),
+        "Java sent the output of cron-run logrotate to /dev/null; there is no cron entry any more",
+    )
+    .unused(),
     KeySpec::new(
         "logrotateCompressionSettings",
         "logrotate_compression_settings",
@@ -973,7 +985,7 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         ],
         K::FileList,
         "[]",
-        "extra files to rotate: names, or `{filename, extension, dateformat, logrotateFrequencyOverride, logrotateSizeOverride, deleteInExecutorCleanup}`",
+        "files the task writes itself, rotated beside themselves as `<name>-<date>[.<ext>]` without losing what the task appends: names or globs relative to the task directory, or `{filename, extension, dateformat, logrotateFrequencyOverride, logrotateSizeOverride, deleteInExecutorCleanup}` (`logrotateSizeOverride` such as `10M`, `500k` wins over any schedule)",
     ),
     KeySpec::new(
         "tailLogLinesToSave",
@@ -1215,8 +1227,9 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.cron.directory"],
         K::Path,
         "/etc/cron.d",
-        "where per-task logrotate cron files go",
-    ),
+        "where Java wrote each task's logrotate cron file; none is written",
+    )
+    .unused(),
     KeySpec::new(
         "useFileAttributes",
         "use_file_attributes",

@@ -353,6 +353,103 @@ impl LogrotateAdditionalFile {
     }
 }
 
+/// A value of one field of a [`LogrotateAdditionalFile`] that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdditionalFileProblem {
+    /// The field (`filename`, `extension`, `dateformat`, `logrotateSizeOverride`).
+    pub field: &'static str,
+    /// The value as configured.
+    pub value: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl LogrotateAdditionalFile {
+    /// What is wrong with the entry, field by field (the date format only when the entry sets
+    /// its own).
+    pub fn problems(&self) -> Vec<AdditionalFileProblem> {
+        let mut problems = Vec::new();
+        let mut refuse = |field, value: &str, reason: String| {
+            problems.push(AdditionalFileProblem {
+                field,
+                value: value.to_owned(),
+                reason,
+            });
+        };
+        let filename = self.filename.trim();
+        let path = std::path::Path::new(filename);
+        if filename.is_empty() {
+            refuse("filename", &self.filename, "must not be empty".to_owned());
+        } else if path.is_absolute()
+            || path
+                .components()
+                .any(|part| part == std::path::Component::ParentDir)
+        {
+            refuse(
+                "filename",
+                &self.filename,
+                "must be relative to the task directory, without `..`".to_owned(),
+            );
+        }
+        if let Some(extension) = &self.extension
+            && extension.contains('/')
+        {
+            refuse("extension", extension, "must not contain `/`".to_owned());
+        }
+        if let Some(dateformat) = &self.dateformat
+            && let Err(reason) = check_rotation_dateformat(dateformat)
+        {
+            refuse("dateformat", dateformat, reason);
+        }
+        if let Some(size) = &self.logrotate_size_override
+            && !size.trim().is_empty()
+            && let Err(reason) = parse_logrotate_size(size.trim())
+        {
+            refuse("logrotateSizeOverride", size, reason);
+        }
+        problems
+    }
+}
+
+/// Parses a logrotate `size`: bytes, or a number followed by `k`, `M` or `G` (powers of
+/// 1024, either case).
+pub fn parse_logrotate_size(text: &str) -> Result<u64, String> {
+    let (digits, multiplier) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&text[..at], 1 << 10),
+        Some((at, 'm' | 'M')) => (&text[..at], 1 << 20),
+        Some((at, 'g' | 'G')) => (&text[..at], 1 << 30),
+        _ => (text, 1),
+    };
+    let number: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| "expected a size such as 10M, 500k, 1G or a byte count".to_owned())?;
+    if number == 0 {
+        return Err("must be greater than 0".to_owned());
+    }
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| "too large".to_owned())
+}
+
+/// Checks a rotation date format (`logrotateDateformat`, `logrotateExtrasDateformat`, an
+/// entry's `dateformat`), given with or without its leading `-`: it becomes part of a file
+/// name, so every `%` item must be a known one and the result must not contain `/`.
+pub fn check_rotation_dateformat(format: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    let format = format.strip_prefix('-').unwrap_or(format);
+    if format.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
+        return Err("not a valid date format (logrotate's are %Y %m %d %H %M %S %V %s)".to_owned());
+    }
+    if format.contains('/') {
+        return Err("must not contain `/`".to_owned());
+    }
+    Ok(())
+}
+
 /// The object form of [`LogrotateAdditionalFile`], as serde reads it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -952,6 +1049,28 @@ impl Default for S3DownloaderConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_logrotate_reads_them() {
+        assert_eq!(parse_logrotate_size("4096"), Ok(4096));
+        assert_eq!(parse_logrotate_size("100k"), Ok(100 << 10));
+        assert_eq!(parse_logrotate_size("100K"), Ok(100 << 10));
+        assert_eq!(parse_logrotate_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_logrotate_size("2G"), Ok(2 << 30));
+        assert!(parse_logrotate_size("10MB").is_err());
+        assert!(parse_logrotate_size("M").is_err());
+        assert!(parse_logrotate_size("0").is_err());
+        assert!(parse_logrotate_size("-5k").is_err());
+    }
+
+    #[test]
+    fn rotation_date_formats_must_make_file_names() {
+        assert_eq!(check_rotation_dateformat("%Y%m%d%s"), Ok(()));
+        assert_eq!(check_rotation_dateformat("-%Y-%m-%d"), Ok(()));
+        assert!(check_rotation_dateformat("%Y/%m").is_err());
+        assert!(check_rotation_dateformat("%Q").is_err());
+        assert!(check_rotation_dateformat("-").is_err());
+    }
 
     #[test]
     fn secrets_show_only_their_last_four_characters() {

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use self::status_updates as messages;
 use self::status_updates::StatusSink;
 use self::supervisor::Supervisor;
+use crate::additional_logs;
 use crate::launch::{self, LaunchInput, LaunchPlan};
 use crate::records;
 use crate::run::TaskBackend;
@@ -265,6 +266,7 @@ pub async fn run_task(
             return outcome;
         }
     };
+    let extras = additional_logs::start(&plan, &env.settings);
     let started = match env.backend.start(&plan.spec, Arc::clone(&log)).await {
         Ok(started) => started,
         Err(error) => {
@@ -275,6 +277,7 @@ pub async fn run_task(
                     messages::launch_failed(&task_id, &error.to_string()),
                 )
                 .await;
+            additional_logs::finish(&task_id, extras).await;
             teardown::finish(&plan, &env.settings, Some(log)).await;
             return outcome;
         }
@@ -290,6 +293,7 @@ pub async fn run_task(
     let exit = supervisor.supervise(started.exit, &mut commands).await;
     let (state, message) = supervisor.terminal(exit).await;
     let outcome = reporter.finish(state, message).await;
+    additional_logs::finish(&task_id, extras).await;
     teardown::finish(&plan, &env.settings, Some(log)).await;
     outcome
 }

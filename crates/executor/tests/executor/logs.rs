@@ -13,7 +13,8 @@ use crate::support::*;
 pub fn assert_rotated_sequence(task_dir: &std::path::Path, n: usize, min_rotations: usize) {
     let logs = task_dir.join("logs");
     let glob = globset_like("service.log");
-    let files = singularity_logs::names::segments_in_order(&logs, "service.log").expect("list");
+    let files =
+        singularity_logs::names::segments_in_order(&logs, "service.log", DATEFORMAT).expect("list");
     assert!(files.len() >= min_rotations, "{} rotations", files.len());
     for file in &files {
         let name = file

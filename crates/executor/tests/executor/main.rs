@@ -5,6 +5,7 @@
 //!
 //! One module per topic; [`support`] and [`staging_support`] hold what they share.
 
+mod additional_logs;
 mod artifacts;
 mod cgroups;
 mod docker;

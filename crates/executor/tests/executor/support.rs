@@ -17,6 +17,9 @@ use tokio::process::{Child, Command};
 /// The executor binary under test.
 pub const EXECUTOR: &str = env!("CARGO_BIN_EXE_singularity-executor");
 
+/// The default `logrotateDateformat`, without its leading `-`: how rotated logs are named.
+pub const DATEFORMAT: &str = "%Y%m%d%s";
+
 /// How long a test waits for something that should take well under a second.
 pub const SOON: Duration = Duration::from_secs(20);
 
@@ -188,7 +191,7 @@ pub fn task_output(task_dir: &Path) -> String {
     let mut out = Vec::new();
     let logs = task_dir.join("logs");
     if logs.is_dir() {
-        for file in singularity_logs::names::segments_in_order(&logs, "service.log")
+        for file in singularity_logs::names::segments_in_order(&logs, "service.log", DATEFORMAT)
             .expect("list rotated logs")
         {
             out.extend(singularity_logs::compress::read_decompressed(&file).expect("decompress"));

@@ -52,7 +52,12 @@ pub fn run_task(log: &Arc<ServiceLog>, script: &str) -> i32 {
 
 /// The rotated files of the service log, oldest first.
 pub fn rotated(settings: &LogSettings) -> Vec<PathBuf> {
-    names::segments_in_order(&settings.logs_dir, &settings.service_log_name).expect("list logs")
+    names::segments_in_order(
+        &settings.logs_dir,
+        &settings.service_log_name,
+        &settings.dateformat,
+    )
+    .expect("list logs")
 }
 
 /// Everything the task wrote: the rotated files decompressed, oldest first, then what is
