@@ -1280,8 +1280,17 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.max.service.log.size.mb"],
         K::Integer,
         "",
-        "force a rotation when service.log grows past this many MiB (checked every 5 minutes)",
+        "rotate service.log once it grows past this many MiB (checked as bytes are written, at the next line end)",
     ),
+    KeySpec::new(
+        "maxRotatedLogsNotUploadedMb",
+        "max_rotated_logs_not_uploaded_mb",
+        &["executor.max.rotated.logs.not.uploaded.mb"],
+        K::Integer,
+        "1024",
+        "per task, rotated service logs awaiting upload beyond this many MiB are deleted oldest first (each logged at warn and counted); 0 means no limit",
+    )
+    .addition(),
     KeySpec::new(
         "verifyAssignedPorts",
         "verify_assigned_ports",

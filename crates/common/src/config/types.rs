@@ -605,6 +605,8 @@ pub struct ExecutorConfig {
     pub extra_docker_script_content: String,
     /// Force a rotation when service.log exceeds this many MiB.
     pub max_service_log_size_mb: Option<u64>,
+    /// Per-task budget of rotated service logs awaiting upload, in MiB; 0 is unbounded.
+    pub max_rotated_logs_not_uploaded_mb: u64,
     /// Check that assigned ports are free at launch.
     pub verify_assigned_ports: bool,
     /// Upload bucket when the task data names none.
@@ -694,6 +696,7 @@ impl Default for ExecutorConfig {
             extra_script_content: String::new(),
             extra_docker_script_content: String::new(),
             max_service_log_size_mb: None,
+            max_rotated_logs_not_uploaded_mb: 1_024,
             verify_assigned_ports: false,
             s3_uploader_bucket: None,
             s3_uploader_key_pattern: None,
