@@ -36,7 +36,7 @@ pub struct Settings {
 impl Settings {
     /// The settings a loaded configuration gives.
     pub fn from_loaded(loaded: &LoadedConfig, dry_run: bool) -> Result<Self, SettingsError> {
-        let executor = loaded
+        let mut executor = loaded
             .executor
             .clone()
             .ok_or(SettingsError::ClassMissing { class: "executor" })?;
@@ -76,6 +76,23 @@ impl Settings {
             })
             .collect();
         let credentials = credentials(&cleanup)?;
+        // The cleanup's upload fallbacks rank where the executor's settings do (after the
+        // task's own), so a task's final records match the ones its executor started with.
+        if executor
+            .s3_uploader_bucket
+            .as_deref()
+            .is_none_or(str::is_empty)
+            && !cleanup.default_s3_bucket.is_empty()
+        {
+            executor.s3_uploader_bucket = Some(cleanup.default_s3_bucket.clone());
+        }
+        if executor
+            .s3_uploader_key_pattern
+            .as_deref()
+            .is_none_or(str::is_empty)
+        {
+            executor.s3_uploader_key_pattern = Some(cleanup.s3_key_format.clone());
+        }
         Ok(Self {
             base: loaded.base.clone(),
             executor,

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use globset::{GlobBuilder, GlobMatcher};
 use singularity_common::log_records::{TaskLogContext, write_log_metadata};
 use singularity_common::naming;
-use singularity_common::records::{LogrotateFrequency, S3UploaderFile, TaskDefinition};
+use singularity_common::records::{LogrotateFrequency, TaskDefinition};
 use singularity_common::task_lock::{LockOutcome, TaskLock};
 use singularity_common::task_logs::LogPhase;
 use singularity_logs::LogSettings;
@@ -133,7 +133,9 @@ pub fn examine(
     })
 }
 
-/// Singularity cleanup's defaults for fields old definitions lack.
+/// Singularity cleanup's defaults for the log names old definitions lack. (The upload
+/// defaults, `defaultS3Bucket` and `s3KeyFormat`, apply where the executor's own would:
+/// [`Settings::from_loaded`].)
 fn apply_fallbacks(definition: &mut TaskDefinition, settings: &Settings) {
     let cleanup = &settings.cleanup;
     let data = &mut definition.executor_data;
@@ -143,21 +145,6 @@ fn apply_fallbacks(definition: &mut TaskDefinition, settings: &Settings) {
     }
     if empty(&data.service_finished_tail_log) {
         data.service_finished_tail_log = Some(cleanup.default_service_finished_tail_log.clone());
-    }
-    if data.s3_uploader_additional_files.is_none() {
-        data.s3_uploader_additional_files = Some(
-            cleanup
-                .s3_uploader_additional_files
-                .iter()
-                .map(|name| S3UploaderFile::from_filename(name.clone()))
-                .collect(),
-        );
-    }
-    if empty(&data.default_s3_bucket) && !cleanup.default_s3_bucket.is_empty() {
-        data.default_s3_bucket = Some(cleanup.default_s3_bucket.clone());
-    }
-    if empty(&data.s3_uploader_key_pattern) {
-        data.s3_uploader_key_pattern = Some(cleanup.s3_key_format.clone());
     }
 }
 
