@@ -40,7 +40,7 @@ use tokio::sync::OnceCell;
 
 use crate::engine::{
     ContainerConfig, ContainerEngine, ContainerExit, ContainerSummary, EngineError,
-    EngineErrorKind, OutputStream, RegistryAuth, Signal,
+    EngineErrorKind, MountPoint, OutputStream, RegistryAuth, Signal,
 };
 
 /// The engine's socket when none is configured.
@@ -592,6 +592,24 @@ impl ContainerEngine for DockerEngine {
                     id: summary.id?,
                     name,
                     running,
+                })
+            })
+            .collect())
+    }
+
+    async fn mounts(&self, id: &str) -> Result<Vec<MountPoint>, EngineError> {
+        let client = self.client().await?;
+        let inspect = self
+            .short("inspect container", client.inspect_container(id, None))
+            .await?;
+        Ok(inspect
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|mount| {
+                Some(MountPoint {
+                    source: mount.source?,
+                    destination: mount.destination?,
                 })
             })
             .collect())

@@ -125,6 +125,15 @@ pub struct ContainerSummary {
     pub running: bool,
 }
 
+/// A mount of an existing container, as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPoint {
+    /// The directory or file on the engine's host (a volume's data directory for a volume).
+    pub source: String,
+    /// Where it appears in the container.
+    pub destination: String,
+}
+
 /// A bind mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -354,6 +363,10 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
         &self,
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<ContainerSummary>, EngineError>> + Send;
+    /// The mounts of a container: what an executor running in a container needs to turn the
+    /// paths it sees into host paths for the containers it creates.
+    fn mounts(&self, id: &str)
+    -> impl Future<Output = Result<Vec<MountPoint>, EngineError>> + Send;
 }
 
 #[cfg(test)]

@@ -174,7 +174,8 @@ mod tests {
 
     use super::*;
     use crate::engine::{
-        ContainerConfig, ContainerExit, ContainerSummary, OutputStream, RegistryAuth, Signal,
+        ContainerConfig, ContainerExit, ContainerSummary, MountPoint, OutputStream, RegistryAuth,
+        Signal,
     };
 
     #[test]
@@ -288,6 +289,9 @@ mod tests {
             unreachable!("not used")
         }
         async fn list(&self, _: &str) -> Result<Vec<ContainerSummary>, EngineError> {
+            unreachable!("not used")
+        }
+        async fn mounts(&self, _: &str) -> Result<Vec<MountPoint>, EngineError> {
             unreachable!("not used")
         }
     }

@@ -9,7 +9,8 @@
 //!   which podman's compatible service answers too; [`docker`] lists the differences it hides.
 //! - [`auth`] finds registry credentials (`dockerAuthConfig`, or a docker config file);
 //!   [`image`] splits references, pulls with attempts inside one deadline, and reads the image
-//!   id of a `docker save` tarball; [`cgroup`] counts a container's threads from the host.
+//!   id of a `docker save` tarball; [`cgroup`] counts a container's threads from the host;
+//!   [`own_container`] tells whether the calling process runs in a container, and which.
 //!
 //! The executor runs a task's container through this crate (it plans the container from the
 //! `TaskInfo` itself); the cleanup lists, stops and removes the containers the executor left,
@@ -41,9 +42,11 @@ pub mod cgroup;
 pub mod docker;
 mod engine;
 pub mod image;
+pub mod own_container;
 
 pub use docker::{DEFAULT_SOCKET, DockerEngine};
 pub use engine::{
     Bind, ContainerConfig, ContainerEngine, ContainerExit, ContainerSummary, EngineError,
-    EngineErrorKind, NetworkMode, OutputStream, PortPublish, RegistryAuth, Signal, Ulimit,
+    EngineErrorKind, MountPoint, NetworkMode, OutputStream, PortPublish, RegistryAuth, Signal,
+    Ulimit,
 };

@@ -87,6 +87,63 @@ pub fn is_segment_of(name: &str, log_name: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('-') && rest.len() > 1)
 }
 
+/// The rotated segments (compressed or not) of `log_name` in `dir`, oldest first: by date
+/// text, then by the number a same-date rotation got. `dateformat` (the one the segments were
+/// named with) tells where the date text ends, as it may itself contain `-` or `.`.
+pub fn segments_in_order(
+    dir: &Path,
+    log_name: &str,
+    dateformat: &str,
+) -> std::io::Result<Vec<PathBuf>> {
+    let separators = date_separators(dateformat);
+    let mut keyed = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !is_segment_of(&name, log_name) || is_temporary(&name) {
+            continue;
+        }
+        keyed.push((order_key(&name, log_name, &separators), entry.path()));
+    }
+    keyed.sort();
+    Ok(keyed.into_iter().map(|(_, path)| path).collect())
+}
+
+/// The `-` and `.` in a date text of `dateformat`, in order. Every date a format produces
+/// has the same ones, so a sample of today's date tells them.
+fn date_separators(dateformat: &str) -> Vec<char> {
+    use std::fmt::Write as _;
+    let mut sample = String::new();
+    if write!(sample, "{}", Local::now().format(dateformat)).is_err() {
+        // Not a strftime format (settings refuse those): no separators assumed.
+        return Vec::new();
+    }
+    sample.chars().filter(|c| matches!(c, '-' | '.')).collect()
+}
+
+/// `(date text, number)` of a segment name `<log_name>-<date>[-<n>][.<ext>…]`, where the date
+/// text holds `separators` and ends at the next `-` or `.` after them.
+fn order_key(name: &str, log_name: &str, separators: &[char]) -> (String, u32) {
+    let rest = &name[log_name.len() + 1..];
+    let mut inside = 0;
+    for separator in separators {
+        match rest[inside..].find(*separator) {
+            Some(at) => inside += at + 1,
+            None => break,
+        }
+    }
+    let date_end = rest[inside..]
+        .find(['-', '.'])
+        .map_or(rest.len(), |at| inside + at);
+    let number = rest[date_end..]
+        .strip_prefix('-')
+        .map(|after| after.split('.').next().unwrap_or(after))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (rest[..date_end].to_owned(), number)
+}
+
 /// Whether `name` ends with a compressed extension the upload glob matches (`.gz`, `.bz2`,
 /// or `extension`).
 pub fn is_compressed(name: &str, extension: &str) -> bool {
@@ -140,6 +197,68 @@ mod tests {
             )
         );
         assert!(!glob.is_match(".service.log.new"));
+    }
+
+    #[test]
+    fn numbered_segments_sort_after_their_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        for name in [
+            "service.log-2.log.gz",
+            "service.log-1-1.log.gz",
+            "service.log-1.log.gz",
+            "service.log-1-10.log",
+            "service.log-1-2.log.gz",
+            "other",
+        ] {
+            std::fs::write(dir.path().join(name), b"").expect("write");
+        }
+        assert_eq!(
+            ordered(dir.path(), "%s"),
+            [
+                "service.log-1.log.gz",
+                "service.log-1-1.log.gz",
+                "service.log-1-2.log.gz",
+                "service.log-1-10.log",
+                "service.log-2.log.gz"
+            ]
+        );
+    }
+
+    /// The names `segments_in_order` lists in `dir`, for `service.log` rotated with `dateformat`.
+    fn ordered(dir: &Path, dateformat: &str) -> Vec<String> {
+        segments_in_order(dir, "service.log", dateformat)
+            .expect("listed")
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn dates_with_dashes_and_dots_are_not_taken_for_numbers() {
+        let dir = tempfile::tempdir().expect("dir");
+        let expected = [
+            "service.log-2026-03-02.log.gz",
+            "service.log-2026-03-11.log.gz",
+            "service.log-2026-03-11-1.log.gz",
+            "service.log-2026-03-11-2.log",
+            "service.log-2026-03-11-10.log.gz",
+            "service.log-2026-03-12.log.gz",
+        ];
+        for name in expected.iter().rev() {
+            std::fs::write(dir.path().join(name), b"").expect("write");
+        }
+        assert_eq!(ordered(dir.path(), "%Y-%m-%d"), expected);
+
+        let dir = tempfile::tempdir().expect("dir");
+        let expected = [
+            "service.log-2026.03.11-0959.log.gz",
+            "service.log-2026.03.11-0959-1.log.gz",
+            "service.log-2026.03.11-1000.log.gz",
+        ];
+        for name in expected.iter().rev() {
+            std::fs::write(dir.path().join(name), b"").expect("write");
+        }
+        assert_eq!(ordered(dir.path(), "%Y.%m.%d-%H%M"), expected);
     }
 
     #[test]

@@ -1354,6 +1354,15 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         "give containers the task's `mem` and `cpus` resources and `maxTaskThreads` as memory, cpu and pids limits",
     )
     .addition(),
+    KeySpec::new(
+        "dockerHostPathMappings",
+        "docker_host_path_mappings",
+        &["executor.docker.host.path.mappings"],
+        K::Json,
+        "{}",
+        "`{\"<path the executor sees>\": \"<same directory on the engine's host>\"}`, longest prefix first, for bind mounts of an executor running in a container; empty: found from the executor's own container mounts, or paths are the host's when it runs on the host",
+    )
+    .addition(),
 ];
 
 static CLEANUP_KEYS: &[KeySpec] = &[

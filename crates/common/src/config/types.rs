@@ -621,6 +621,9 @@ pub struct ExecutorConfig {
     pub docker_pull_timeout_seconds: u64,
     /// Container memory, cpu and pids limits from the task's resources.
     pub docker_limits_from_resources: bool,
+    /// Path prefix as the executor sees it → the same directory's path on the engine's host,
+    /// for an executor running in a container beside the host's engine.
+    pub docker_host_path_mappings: BTreeMap<PathBuf, PathBuf>,
 }
 
 impl Default for ExecutorConfig {
@@ -704,6 +707,7 @@ impl Default for ExecutorConfig {
             docker_socket: PathBuf::from("/var/run/docker.sock"),
             docker_pull_timeout_seconds: 600,
             docker_limits_from_resources: false,
+            docker_host_path_mappings: BTreeMap::new(),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! [`ExitStatus`]), and never learns whether it is a process group
 //! ([`process::ProcessBackend`]) or a container ([`container::ContainerBackend`]);
 //! [`select::SelectBackend`] picks one per task, and [`select::backends`] builds them from the
-//! settings. The backend owns the task's output and appends it to `service.log`.
+//! settings. The backend owns the task's output and hands it to the task's [`ServiceLog`]
+//! (`singularity-logs`), which writes and rotates `service.log`.
 
 pub mod container;
 pub mod process;
@@ -19,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use singularity_logs::ServiceLog;
 use singularity_mesos::ContainerInfo;
 
 /// Counts a task's threads on the blocking pool (a `/proc` or cgroup scan), for
@@ -169,14 +171,6 @@ pub enum BackendError {
         /// The task.
         task_id: String,
     },
-    /// Opening the service log failed.
-    #[error("cannot open {}: {source}", path.display())]
-    ServiceLog {
-        /// The log path.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
     /// Signalling failed.
     #[error("cannot send {signal:?} to task {task_id}: {source}")]
     Signal {
@@ -284,6 +278,11 @@ pub trait TaskBackend: Send + Sync + fmt::Debug {
     fn before_staging<'a>(&'a self, _spec: &'a TaskSpec) -> Option<Preparation<'a>> {
         None
     }
-    /// Starts the task described by `spec`, once its artifacts are staged.
-    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, BackendError>>;
+    /// Starts the task described by `spec`, once its artifacts are staged; all its output
+    /// goes to `log`.
+    fn start<'a>(
+        &'a self,
+        spec: &'a TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> BoxFuture<'a, Result<StartedTask, BackendError>>;
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use singularity_containers::DockerEngine;
+use singularity_logs::ServiceLog;
 
 use super::container::{ContainerBackend, ContainerOptions};
 use super::process::ProcessBackend;
@@ -44,8 +45,12 @@ impl TaskBackend for SelectBackend {
         self.pick(spec).before_staging(spec)
     }
 
-    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
-        self.pick(spec).start(spec)
+    fn start<'a>(
+        &'a self,
+        spec: &'a TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
+        self.pick(spec).start(spec, log)
     }
 }
 

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use singularity_common::task_logs::LogPhase;
+use singularity_logs::ServiceLog;
 use singularity_mesos::{StatusUpdate, TaskId, TaskInfo, TaskState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -250,7 +251,21 @@ pub async fn run_task(
         return finish_unstarted(&reporter, &plan, &env.settings).await;
     }
 
-    let started = match env.backend.start(&plan.spec).await {
+    let log = match ServiceLog::open(plan.log_settings.clone()) {
+        Ok(log) => Arc::new(log),
+        Err(error) => {
+            tracing::warn!(task_id, %error, "cannot open the service log");
+            let outcome = reporter
+                .finish(
+                    TaskState::TaskLost,
+                    messages::launch_failed(&task_id, &error.to_string()),
+                )
+                .await;
+            teardown::finish(&plan, &env.settings, None).await;
+            return outcome;
+        }
+    };
+    let started = match env.backend.start(&plan.spec, Arc::clone(&log)).await {
         Ok(started) => started,
         Err(error) => {
             tracing::warn!(task_id, %error, "the process did not start");
@@ -260,7 +275,7 @@ pub async fn run_task(
                     messages::launch_failed(&task_id, &error.to_string()),
                 )
                 .await;
-            teardown::finish(&plan, &env.settings).await;
+            teardown::finish(&plan, &env.settings, Some(log)).await;
             return outcome;
         }
     };
@@ -275,7 +290,7 @@ pub async fn run_task(
     let exit = supervisor.supervise(started.exit, &mut commands).await;
     let (state, message) = supervisor.terminal(exit).await;
     let outcome = reporter.finish(state, message).await;
-    teardown::finish(&plan, &env.settings).await;
+    teardown::finish(&plan, &env.settings, Some(log)).await;
     outcome
 }
 
@@ -333,6 +348,6 @@ async fn finish_unstarted(
             messages::KILLED_BEFORE_START.to_owned(),
         )
         .await;
-    teardown::finish(plan, settings).await;
+    teardown::finish(plan, settings, None).await;
     outcome
 }

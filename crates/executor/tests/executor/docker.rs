@@ -974,7 +974,7 @@ fn a_standalone_deploy_with_container_info_runs_in_a_container() {
         .find(|p| p.is_dir())
         .expect("task directory");
     assert_eq!(
-        std::fs::read_to_string(task_dir.join("service.log")).expect("service.log"),
+        crate::support::task_output(&task_dir),
         "standalone hello from boxed\n"
     );
 }
@@ -1012,4 +1012,27 @@ async fn a_destroy_kills_a_container_at_once_during_its_grace() {
     assert!(!container_exists(&container_name(&id)));
     assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
     assert_no_rejections(&agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containers_output_is_rotated_like_a_process() {
+    let harness = harness_idle(300, "maxServiceLogSizeMb: 1");
+    let agent = FakeAgent::start("fw-1", "ex-1").await;
+    let mut executor = harness.spawn(&agent, true);
+    let id = task_id();
+    agent.launch(docker_task(
+        &agent,
+        &id,
+        &json!({"cmd": "seq 1 1500000"}),
+        docker(&services::test_image()),
+    ));
+    let status = wait_terminal(&agent, &id).await;
+    assert_eq!(
+        status.state,
+        TaskState::TaskFinished,
+        "{:#?}",
+        summary(&agent)
+    );
+    assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
+    crate::logs::assert_rotated_sequence(&harness.task_dir(&id), 1_500_000, 10);
 }

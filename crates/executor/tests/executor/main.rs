@@ -10,6 +10,7 @@ mod docker;
 mod kills;
 mod lifecycle;
 mod limits;
+mod logs;
 mod metadata_files;
 mod staging_downloader;
 mod staging_external;

@@ -8,14 +8,14 @@
 //! or `force_pull_image` is set, with `maxDockerPullAttempts` attempts inside one deadline.
 //! After staging, a `docker-archive://` tarball is loaded unless its image is already
 //! present; the image description is written to `docker_image.json`; the container is
-//! created, attached (so no output is missed), started, and its output appended to
-//! `service.log`. Kills signal the container's main process at once. When it ends, the
+//! created, attached (so no output is missed), started, and its output handed to the task's
+//! service log writer. Kills signal the container's main process at once. When it ends, the
 //! output is drained and the container removed.
 
+pub mod host_paths;
 pub mod plan;
 
-use std::fs::File;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,16 +24,18 @@ use futures_util::StreamExt as _;
 use singularity_common::naming;
 use singularity_containers::image::{self, PullError, PullPolicy};
 use singularity_containers::{
-    ContainerEngine, EngineError, EngineErrorKind, OutputStream, Signal, cgroup,
+    ContainerConfig, ContainerEngine, EngineError, EngineErrorKind, OutputStream, Signal, cgroup,
+    own_container,
 };
+use singularity_logs::ServiceLog;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 pub use plan::{ContainerOptions, PlanError};
 
+use self::host_paths::{HostPaths, NoHostPath};
 use self::plan::{ImageSource, plan};
-use crate::run::process::open_append;
 use crate::run::{
     BackendError, BoxFuture, ExitStatus, Preparation, StartedTask, StopSignal, TaskBackend,
     TaskControl, TaskSpec, count_threads_blocking,
@@ -117,6 +119,17 @@ pub enum ContainerError {
         /// The engine's error.
         source: EngineError,
     },
+    /// A bind mount's source has no path on the engine's host.
+    #[error(transparent)]
+    NoHostPath(#[from] NoHostPath),
+    /// The executor's own container could not be inspected for its mounts.
+    #[error("cannot learn the mounts of the executor's own container {id}: {source}")]
+    OwnMounts {
+        /// The executor's container.
+        id: String,
+        /// The engine's error.
+        source: EngineError,
+    },
     /// A blocking step panicked or was cancelled.
     #[error(transparent)]
     Join(#[from] tokio::task::JoinError),
@@ -127,6 +140,8 @@ pub enum ContainerError {
 pub struct ContainerBackend<E> {
     engine: Arc<E>,
     options: ContainerOptions,
+    /// Learnt on the first container task: the executor's own container does not change.
+    host_paths: tokio::sync::OnceCell<HostPaths>,
 }
 
 fn signal_of(signal: StopSignal) -> Signal {
@@ -142,7 +157,46 @@ impl<E: ContainerEngine> ContainerBackend<E> {
         Self {
             engine: Arc::new(engine),
             options,
+            host_paths: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Turns the bind sources (and `HOST_SANDBOX_DIR`) of `config` into paths on the engine's
+    /// host ([`host_paths`]).
+    async fn to_host_paths(&self, config: &mut ContainerConfig) -> Result<(), ContainerError> {
+        let paths = self
+            .host_paths
+            .get_or_try_init(|| async {
+                let own = own_container::own_container_id();
+                HostPaths::resolve(&*self.engine, &self.options.host_path_mappings, own.clone())
+                    .await
+                    .map_err(|source| ContainerError::OwnMounts {
+                        id: own.unwrap_or_default(),
+                        source,
+                    })
+            })
+            .await?;
+        if *paths == HostPaths::Same {
+            return Ok(());
+        }
+        for bind in &mut config.binds {
+            // A relative source is a named volume, which the engine resolves itself.
+            if Path::new(&bind.host).is_absolute() {
+                bind.host = paths
+                    .host_path(Path::new(&bind.host))?
+                    .display()
+                    .to_string();
+            }
+        }
+        for var in &mut config.env {
+            if let Some(dir) = var.strip_prefix("HOST_SANDBOX_DIR=") {
+                *var = format!(
+                    "HOST_SANDBOX_DIR={}",
+                    paths.host_path(Path::new(dir))?.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The engine.
@@ -231,18 +285,18 @@ impl<E: ContainerEngine> ContainerBackend<E> {
             .map_err(|source| ContainerError::WriteDescription { path, source })
     }
 
-    async fn start_container(&self, spec: &TaskSpec) -> Result<StartedTask, BackendError> {
+    async fn start_container(
+        &self,
+        spec: &TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> Result<StartedTask, BackendError> {
         let mut plan = plan(spec, &self.options).map_err(ContainerError::from)?;
+        self.to_host_paths(&mut plan.config).await?;
         if let ImageSource::Archive { path } = &plan.image {
             plan.config.image = self.load_archive(&spec.task_id, path).await?;
         }
         self.write_image_description(&plan.config.image, &spec.task_dir)
             .await?;
-        let log = open_append(&spec.service_log).map_err(|source| BackendError::ServiceLog {
-            path: spec.service_log.clone(),
-            source,
-        })?;
-
         let name = plan.config.name.clone();
         let id = match self.engine.create(&plan.config).await {
             Err(error) if error.kind == EngineErrorKind::Conflict => {
@@ -353,8 +407,12 @@ impl<E: ContainerEngine> TaskBackend for ContainerBackend<E> {
         })
     }
 
-    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
-        Box::pin(self.start_container(spec))
+    fn start<'a>(
+        &'a self,
+        spec: &'a TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
+        Box::pin(self.start_container(spec, log))
     }
 }
 
@@ -401,15 +459,12 @@ impl<E: ContainerEngine> TaskControl for ContainerControl<E> {
     }
 }
 
-/// Copies the container's output into the service log until it ends.
-async fn pump(mut output: OutputStream, log: File) {
+/// Copies the container's output (stdout and stderr, as the engine multiplexes them) into
+/// the service log writer until it ends.
+async fn pump(mut output: OutputStream, log: Arc<ServiceLog>) {
     while let Some(chunk) = output.next().await {
         match chunk {
-            Ok(bytes) => {
-                if let Err(error) = (&log).write_all(&bytes) {
-                    tracing::warn!(%error, "cannot append container output to the service log");
-                }
-            }
+            Ok(bytes) => log.write(&bytes),
             Err(error) => {
                 tracing::warn!(%error, "container output interrupted");
                 return;

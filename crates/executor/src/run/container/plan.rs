@@ -80,6 +80,8 @@ pub struct ContainerOptions {
     pub pull_attempts: u32,
     /// Deadline of a pull, all attempts together.
     pub pull_timeout: Duration,
+    /// `dockerHostPathMappings` ([`super::host_paths`]).
+    pub host_path_mappings: BTreeMap<PathBuf, PathBuf>,
 }
 
 impl ContainerOptions {
@@ -109,6 +111,7 @@ impl ContainerOptions {
                 .and_then(|c| AuthSource::from_config(c, home)),
             pull_attempts: executor.max_docker_pull_attempts.max(1),
             pull_timeout: Duration::from_secs(executor.docker_pull_timeout_seconds.max(1)),
+            host_path_mappings: executor.docker_host_path_mappings.clone(),
         }
     }
 }
@@ -124,6 +127,7 @@ impl Default for ContainerOptions {
             auth: None,
             pull_attempts: 2,
             pull_timeout: Duration::from_secs(600),
+            host_path_mappings: BTreeMap::new(),
         }
     }
 }
