@@ -6,5 +6,7 @@ mod support;
 
 mod binary;
 mod confirmation;
+mod crash_sweep;
+mod dead_uploads;
 mod recovery;
 mod uploads;
