@@ -6,6 +6,7 @@ mod support;
 
 mod cache_eviction;
 mod cache_reconcile;
+mod crash_sweep;
 mod fetch_s3;
 mod http_binary;
 mod http_download;

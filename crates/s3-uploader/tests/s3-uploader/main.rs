@@ -8,5 +8,6 @@ mod binary;
 mod confirmation;
 mod crash_sweep;
 mod dead_uploads;
+mod hung_s3;
 mod recovery;
 mod uploads;
