@@ -4,154 +4,17 @@
 //! cache holds nothing half-written: no temp file, every index row matching its file.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use singularity_s3_downloader::cache::{INDEX_FILE_NAME, TEMP_PREFIX};
-use singularity_test_support::S3Server;
 
+use crate::support::binary::Setup;
 use crate::support::http::{BUCKET, Tarball, md5_hex, request, tree};
 use crate::support::random_bytes;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_singularity-s3-downloader");
 const WAIT: Duration = Duration::from_secs(60);
-
-struct Setup {
-    root: tempfile::TempDir,
-    s3: S3Server,
-    socket: PathBuf,
-}
-
-impl Setup {
-    fn new() -> Self {
-        let s3 = S3Server::start();
-        s3.create_bucket(BUCKET);
-        let root = tempfile::Builder::new()
-            .prefix("se-test-dl-sweep-")
-            .tempdir()
-            .unwrap();
-        let dir = root.path();
-        for sub in ["etc", "cache", "mesos", "uploader", "logwatcher", "run"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        let socket = dir.join("run/dl.sock");
-        let etc = dir.join("etc");
-        std::fs::write(
-            etc.join("singularity.base.yaml"),
-            format!(
-                "s3UploaderMetadataDirectory: {}\nlogWatcherMetadataDirectory: {}\n",
-                dir.join("uploader").display(),
-                dir.join("logwatcher").display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            etc.join("singularity.s3base.yaml"),
-            format!(
-                "artifactCacheDirectory: {}\nlocalDownloadHttpPort: 0\nlocalDownloadSocket: {}\n\
-                 s3AccessKey: {}\ns3SecretKey: {}\ns3Endpoint: {}\ns3PathStyleAccess: true\n\
-                 s3Region: {}\n",
-                dir.join("cache").display(),
-                socket.display(),
-                s3.access_key(),
-                s3.secret_key(),
-                s3.endpoint(),
-                s3.region(),
-            ),
-        )
-        .unwrap();
-        // 64 KiB parts one at a time: a download is long enough to be cut at many points.
-        std::fs::write(
-            etc.join("singularity.s3downloader.yaml"),
-            format!(
-                "allowedTargetDirectories: [{}]\ndownloadPartSizeBytes: 65536\n\
-                 downloadPartConcurrency: 1\nshutdownGraceMillis: 2000\n",
-                dir.join("mesos").display()
-            ),
-        )
-        .unwrap();
-        Self { root, s3, socket }
-    }
-
-    fn cache(&self) -> PathBuf {
-        self.root.path().join("cache")
-    }
-
-    fn spawn(&self) -> Child {
-        Command::new(BINARY)
-            .arg("--config-dir")
-            .arg(self.root.path().join("etc"))
-            .env_remove("SINGULARITY_CONFIG_DIR")
-            .env_remove("NOTIFY_SOCKET")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .unix_socket(self.socket.clone())
-            .build()
-            .unwrap()
-    }
-
-    async fn wait_healthy(&self, child: &mut Child) {
-        let http = self.client();
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = http.get("http://localhost/healthz").send().await
-                && response.status().as_u16() == 200
-            {
-                return;
-            }
-            assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
-            assert!(started.elapsed() < WAIT, "the daemon never answered");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// Sends `body` without waiting for the answer (the daemon will be killed under it).
-    fn post_in_background(&self, body: &Value) -> tokio::task::JoinHandle<()> {
-        let (http, body) = (self.client(), body.clone());
-        tokio::spawn(async move {
-            let _ = http
-                .post("http://localhost/download")
-                .json(&body)
-                .send()
-                .await;
-        })
-    }
-
-    async fn post(&self, body: &Value) -> (u16, String) {
-        let response = self
-            .client()
-            .post("http://localhost/download")
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap())
-    }
-
-    /// Bytes written so far into the download's temp file in the cache (0 if none).
-    fn temp_bytes(&self) -> u64 {
-        std::fs::read_dir(self.cache())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .max()
-            .unwrap_or(0)
-    }
-}
 
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -192,10 +55,10 @@ async fn check_index(cache: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_points_of_cold_downloads_then_the_next_request_serves_a_verified_file() {
-    let setup = Setup::new();
+    let setup = Setup::with_s3();
     let plain = random_bytes(3 << 20, 41);
     let plain_md5 = md5_hex(&plain);
-    setup.s3.s5cmd_put(BUCKET, "app/app.jar", &plain);
+    setup.s3().s5cmd_put(BUCKET, "app/app.jar", &plain);
     let mut archive = Tarball::new().dir("bundle/");
     let mut files = Vec::new();
     for i in 0..400 {
@@ -205,7 +68,7 @@ async fn sigkill_at_points_of_cold_downloads_then_the_next_request_serves_a_veri
     }
     let archive = archive.gzip();
     let archive_md5 = md5_hex(&archive);
-    setup.s3.s5cmd_put(BUCKET, "app/bundle.tar.gz", &archive);
+    setup.s3().s5cmd_put(BUCKET, "app/bundle.tar.gz", &archive);
     let plain_target = setup.root.path().join("mesos/task-plain");
     let tar_target = setup.root.path().join("mesos/task-tar");
     std::fs::create_dir_all(&plain_target).unwrap();

@@ -14,3 +14,4 @@ mod http_placement;
 mod http_requests;
 mod http_shutdown;
 mod http_unix_socket;
+mod hung_s3;
