@@ -7,6 +7,7 @@
 //!   [`S3Endpoint::s5cmd_put`], [`S3Endpoint::boto3_get_range`]) so a test checks what landed
 //!   in S3 with something other than the code under test.
 //! - [`FaultyS3`]: an endpoint that hangs or trickles for one bucket and forwards the rest.
+//! - [`SmallFs`]: a tmpfs of a given size, for full-disk tests.
 //! - Helpers that return a machine-wide service or panic with how to start it:
 //!   [`docker_socket`], [`podman_socket`], [`test_image`], [`test_image_in`], [`registry`],
 //!   [`s5cmd_path`], [`python`], [`services_s3`]. They read the process environment, then `.services/env`.
@@ -18,6 +19,7 @@ mod coalesce;
 mod fault;
 mod s3_server;
 mod services;
+mod small_fs;
 
 pub use clients::{ListedObject, S3Endpoint, s5cmd};
 pub use coalesce::{Coalesce, FRAME_SIZE};
@@ -29,3 +31,4 @@ pub use services::{
     docker_cli, docker_host, docker_socket, env_file_path, podman_host, podman_socket, python,
     registry, s5cmd_path, services_s3, setting, test_image, test_image_in, unique_name,
 };
+pub use small_fs::SmallFs;

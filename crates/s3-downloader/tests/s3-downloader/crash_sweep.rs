@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use singularity_s3_downloader::cache::{INDEX_FILE_NAME, TEMP_PREFIX};
+use singularity_s3_downloader::cache::TEMP_PREFIX;
 
-use crate::support::binary::Setup;
+use crate::support::binary::{Setup, check_index};
 use crate::support::http::{BUCKET, Tarball, md5_hex, request, tree};
 use crate::support::random_bytes;
 
@@ -29,33 +29,10 @@ fn kill(mut child: Child) {
     child.wait().unwrap();
 }
 
-/// Every index row names a file of that size whose recorded md5 (if any) is its md5.
-async fn check_index(cache: &Path) -> usize {
-    use sqlx::{ConnectOptions as _, Row as _};
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(cache.join(INDEX_FILE_NAME))
-        .connect()
-        .await
-        .unwrap();
-    let rows = sqlx::query("SELECT name, size, md5 FROM cache_entries")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    for row in &rows {
-        let name: String = row.get("name");
-        let bytes = std::fs::read(cache.join(&name))
-            .unwrap_or_else(|e| panic!("index row {name} without its file: {e}"));
-        assert_eq!(bytes.len() as i64, row.get::<i64, _>("size"), "{name}");
-        if let Some(md5) = row.get::<Option<String>, _>("md5") {
-            assert_eq!(md5, md5_hex(&bytes), "{name}: recorded md5 of other bytes");
-        }
-    }
-    rows.len()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_points_of_cold_downloads_then_the_next_request_serves_a_verified_file() {
-    let setup = Setup::with_s3();
+    // 64 KiB parts one at a time: a download is long enough to be cut at many points.
+    let setup = Setup::with_s3("downloadPartSizeBytes: 65536\ndownloadPartConcurrency: 1\n");
     let plain = random_bytes(3 << 20, 41);
     let plain_md5 = md5_hex(&plain);
     setup.s3().s5cmd_put(BUCKET, "app/app.jar", &plain);

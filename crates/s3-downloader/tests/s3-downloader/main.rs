@@ -8,6 +8,7 @@ mod cache_eviction;
 mod cache_reconcile;
 mod crash_sweep;
 mod fetch_s3;
+mod full_disk;
 mod http_binary;
 mod http_download;
 mod http_placement;

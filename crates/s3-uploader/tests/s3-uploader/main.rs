@@ -8,6 +8,7 @@ mod binary;
 mod confirmation;
 mod crash_sweep;
 mod dead_uploads;
+mod full_disk;
 mod hung_s3;
 mod recovery;
 mod uploads;

@@ -2,12 +2,13 @@
 //! through YAML files, with what the fault tests measure: its open descriptors and RSS.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use singularity_artifacts::cache_dir::CacheWriter;
+use singularity_s3_downloader::cache::INDEX_FILE_NAME;
 use singularity_test_support::S3Server;
 
 use crate::support::http::BUCKET;
@@ -23,9 +24,8 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// Against a fresh S3 server holding [`BUCKET`], downloading 64 KiB parts one at a time
-    /// (a download is long enough to be cut at many points).
-    pub fn with_s3() -> Self {
+    /// Against a fresh S3 server holding [`BUCKET`], with `downloader` YAML lines.
+    pub fn with_s3(downloader: &str) -> Self {
         let s3 = S3Server::start();
         s3.create_bucket(BUCKET);
         let s3base = format!(
@@ -35,10 +35,7 @@ impl Setup {
             s3.endpoint(),
             s3.region(),
         );
-        let mut setup = Self::new(
-            &s3base,
-            "downloadPartSizeBytes: 65536\ndownloadPartConcurrency: 1\n",
-        );
+        let mut setup = Self::new(&s3base, downloader);
         setup.s3 = Some(s3);
         setup
     }
@@ -215,4 +212,32 @@ pub fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+/// Every index row names a file of that size whose recorded md5 (if any) is its md5.
+pub async fn check_index(cache: &Path) -> usize {
+    use sqlx::{ConnectOptions as _, Row as _};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(cache.join(INDEX_FILE_NAME))
+        .connect()
+        .await
+        .unwrap();
+    let rows = sqlx::query("SELECT name, size, md5 FROM cache_entries")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    for row in &rows {
+        let name: String = row.get("name");
+        let bytes = std::fs::read(cache.join(&name))
+            .unwrap_or_else(|e| panic!("index row {name} without its file: {e}"));
+        assert_eq!(bytes.len() as i64, row.get::<i64, _>("size"), "{name}");
+        if let Some(md5) = row.get::<Option<String>, _>("md5") {
+            assert_eq!(
+                md5,
+                crate::support::http::md5_hex(&bytes),
+                "{name}: recorded md5 of other bytes"
+            );
+        }
+    }
+    rows.len()
 }
