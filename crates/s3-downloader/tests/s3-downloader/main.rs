@@ -9,6 +9,7 @@ mod cache_reconcile;
 mod crash_sweep;
 mod fetch_s3;
 mod full_disk;
+mod hostile_http;
 mod http_binary;
 mod http_download;
 mod http_placement;
