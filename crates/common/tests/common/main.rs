@@ -5,6 +5,7 @@
 mod config_docs;
 mod config_errors;
 mod config_formats;
+mod config_hostile;
 mod keyfmt_table;
 mod naming_shared;
 mod records_compat;
