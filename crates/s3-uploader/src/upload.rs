@@ -108,9 +108,32 @@ fn mtime_millis(meta: &std::fs::Metadata) -> i64 {
         .saturating_add(meta.mtime_nsec() / 1_000_000)
 }
 
+/// Opens `path` for reading only if it is a regular file, without following a symlink in
+/// its last component and without blocking: a file swapped for a FIFO or a device after the
+/// scan is refused instead of wedging the reader.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc_flags())
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK` (non-blocking only matters for FIFOs, refused right after).
+fn libc_flags() -> i32 {
+    i32::try_from((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits()).unwrap_or(0)
+}
+
 /// The MD5 of `len` bytes of `path` from `offset`; fails if the file is shorter.
 pub fn md5_range(path: &Path, offset: u64, len: u64) -> std::io::Result<[u8; 16]> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = open_regular(path)?;
     file.seek(SeekFrom::Start(offset))?;
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -168,7 +191,7 @@ impl UploadContext {
             }
             Err(e) => return Err(local("stat", path)(e)),
         };
-        if !meta.is_file() {
+        if !meta.is_file() || !inside(&job.target.spec.metadata.directory, path) {
             return Ok(Outcome::Skipped(SkipReason::OutsideDirectory));
         }
         let size = meta.len();
@@ -308,7 +331,10 @@ impl UploadContext {
         let path = job.path.clone();
         let size = row.size;
         let (etag, md5) = if size <= IN_MEMORY_MAX {
-            let bytes = std::fs::read(&path).map_err(local("read", &path))?;
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            open_regular(&path)
+                .and_then(|mut file| file.read_to_end(&mut bytes))
+                .map_err(local("read", &path))?;
             if bytes.len() as u64 != size {
                 return self.changed_during_upload(client, job, row).await;
             }
@@ -797,6 +823,15 @@ impl UploadContext {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(local("stat", &job.path)(e)),
         }
+        // A directory on the way swapped for a symlink since the scan: the path now names a
+        // file elsewhere, which is not this upload's to delete.
+        if !inside(&job.target.spec.metadata.directory, &job.path) {
+            tracing::warn!(
+                path = %job.path.display(),
+                "the file's directory now leads outside the uploader's directory: not deleting it"
+            );
+            return Ok(Outcome::Skipped(SkipReason::OutsideDirectory));
+        }
         match std::fs::remove_file(&job.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -817,6 +852,22 @@ impl UploadContext {
             key: row.key.clone(),
             size: row.size,
         })
+    }
+}
+
+/// Whether `path` (whose last component is not followed) really lies below `directory`
+/// once every symlink on the way is resolved. A vanished parent counts as inside: the caller
+/// then finds the file gone.
+fn inside(directory: &Path, path: &Path) -> bool {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    let Ok(root) = std::fs::canonicalize(directory) else {
+        return true;
+    };
+    match std::fs::canonicalize(parent) {
+        Ok(parent) => parent.join(name).starts_with(&root),
+        Err(_) => true,
     }
 }
 
