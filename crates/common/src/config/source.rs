@@ -185,7 +185,11 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
 
 fn parse_properties(path: &Path, bytes: &[u8]) -> Result<Vec<PropertyLine>, Diagnostic> {
     let mut lines = Vec::new();
-    let iter = java_properties::PropertiesIter::new_with_encoding(bytes, encoding_rs::UTF_8);
+    // Decoded here, as the parser would (malformed sequences become U+FFFD): the parser's own
+    // streaming decoder panics on a sequence cut short by the end of the file.
+    let (text, _, _) = encoding_rs::UTF_8.decode(bytes);
+    let iter =
+        java_properties::PropertiesIter::new_with_encoding(text.as_bytes(), encoding_rs::UTF_8);
     for line in iter {
         let line = line.map_err(|error| {
             // The crate appends " (line_number = N)"; the line goes in front instead.
@@ -350,6 +354,13 @@ fn toml_to_json(value: toml::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_properties_file_cut_inside_a_utf8_sequence_is_read() {
+        let lines = parse_properties(Path::new("x.properties"), b"a=b\xc2").unwrap();
+        assert_eq!(lines[0].key, "a");
+        assert_eq!(lines[0].value, "b\u{fffd}");
+    }
 
     #[test]
     fn flow_depth_skips_strings_and_comments() {

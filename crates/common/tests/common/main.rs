@@ -8,6 +8,7 @@ mod config_formats;
 mod config_hostile;
 mod keyfmt_table;
 mod naming_shared;
+mod parser_props;
 mod records_compat;
 mod records_roundtrip;
 mod task_logs_records;
