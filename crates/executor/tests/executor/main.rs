@@ -7,6 +7,7 @@
 
 mod artifacts;
 mod docker;
+mod hostile_launch;
 mod kills;
 mod lifecycle;
 mod limits;
