@@ -137,6 +137,8 @@ async fn sigkill_at_points_of_cold_downloads_then_the_next_request_serves_a_veri
             .collect()
     };
     assert_eq!(visible(&plain_target), ["app.jar"]);
+    // The pending files of the killed downloads went with the next request for the name.
+    assert_eq!(tree(&plain_target), ["app.jar"]);
     assert_eq!(visible(&tar_target).len(), 401);
     let stopped = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
