@@ -9,6 +9,7 @@ mod additional_logs;
 mod artifacts;
 mod cgroups;
 mod docker;
+mod hostile_launch;
 mod kills;
 mod lifecycle;
 mod limits;
