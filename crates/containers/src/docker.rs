@@ -26,10 +26,10 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::ContainerSummaryStateEnum;
 use bollard::models::{
     ContainerCreateBody, HostConfig, PortBinding, ResourcesUlimits, SystemVersion,
 };
+use bollard::models::{ContainerSummaryStateEnum, SystemInfoCgroupDriverEnum};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
     ImportImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -39,9 +39,10 @@ use bollard::query_parameters::{
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio::sync::OnceCell;
 
+use crate::cgroup::CgroupDriver;
 use crate::engine::{
     ContainerConfig, ContainerEngine, ContainerExit, ContainerSummary, EngineError,
-    EngineErrorKind, ExecSession, OutputStream, RegistryAuth, Signal,
+    EngineErrorKind, ExecSession, MountPoint, OutputStream, RegistryAuth, Signal,
 };
 
 /// The engine's socket when none is configured.
@@ -169,6 +170,9 @@ pub fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
         cap_add: some_vec(&config.cap_add),
         cap_drop: some_vec(&config.cap_drop),
         extra_hosts: some_vec(&config.extra_hosts),
+        cgroup_parent: config.cgroup_parent.clone(),
+        cpu_quota: config.cpu_quota,
+        cpu_period: config.cpu_period,
         ..HostConfig::default()
     };
     ContainerCreateBody {
@@ -417,6 +421,22 @@ impl ContainerEngine for DockerEngine {
         .map(drop)
     }
 
+    async fn cgroup_driver(&self) -> Result<CgroupDriver, EngineError> {
+        let client = self.client().await?;
+        let info = self.short("info", client.info()).await?;
+        match info.cgroup_driver {
+            Some(SystemInfoCgroupDriverEnum::CGROUPFS) => Ok(CgroupDriver::Cgroupfs),
+            Some(SystemInfoCgroupDriverEnum::SYSTEMD) => Ok(CgroupDriver::Systemd),
+            other => Err(EngineError::new(
+                EngineErrorKind::Other,
+                format!(
+                    "the engine manages no cgroups (cgroup driver {})",
+                    other.map_or_else(|| "unset".to_owned(), |d| d.to_string())
+                ),
+            )),
+        }
+    }
+
     async fn create(&self, config: &ContainerConfig) -> Result<String, EngineError> {
         let client = self.client().await?;
         let options = CreateContainerOptionsBuilder::default()
@@ -514,10 +534,10 @@ impl ContainerEngine for DockerEngine {
         let mut oom_killed = state.oom_killed.unwrap_or(false);
         // Podman 4 never sets the flag; dockerd may set it only after the exit. The kernel
         // logs its OOM report before the kill, so the report is there once the container ended.
-        let memory_limited = inspect
-            .host_config
-            .and_then(|h| h.memory)
-            .is_some_and(|m| m > 0);
+        // A memory limit of its own, or one of its cgroup parent's.
+        let memory_limited = inspect.host_config.is_some_and(|h| {
+            h.memory.is_some_and(|m| m > 0) || h.cgroup_parent.is_some_and(|p| !p.is_empty())
+        });
         if !oom_killed
             && memory_limited
             && (code == 137 || self.connected().await?.never_flags_oom)
@@ -663,6 +683,24 @@ impl ContainerEngine for DockerEngine {
                     id: summary.id?,
                     name,
                     running,
+                })
+            })
+            .collect())
+    }
+
+    async fn mounts(&self, id: &str) -> Result<Vec<MountPoint>, EngineError> {
+        let client = self.client().await?;
+        let inspect = self
+            .short("inspect container", client.inspect_container(id, None))
+            .await?;
+        Ok(inspect
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|mount| {
+                Some(MountPoint {
+                    source: mount.source?,
+                    destination: mount.destination?,
                 })
             })
             .collect())

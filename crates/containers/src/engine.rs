@@ -13,6 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 
+use crate::cgroup::CgroupDriver;
+
 /// What kind of failure an engine call had; callers treat some kinds as success (removing a
 /// container that is already gone) or retry them (a name conflict).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +127,15 @@ pub struct ContainerSummary {
     pub running: bool,
 }
 
+/// A mount of an existing container, as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPoint {
+    /// The directory or file on the engine's host (a volume's data directory for a volume).
+    pub source: String,
+    /// Where it appears in the container.
+    pub destination: String,
+}
+
 /// A bind mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -227,6 +238,13 @@ pub struct ContainerConfig {
     pub cap_drop: Vec<String>,
     /// Extra `/etc/hosts` lines as `host:ip`.
     pub extra_hosts: Vec<String>,
+    /// The cgroup the container's cgroup is created under, as the engine's driver spells it
+    /// ([`crate::cgroup::engine_parent`]); `None`: the engine's default.
+    pub cgroup_parent: Option<String>,
+    /// CFS quota of the container in µs per [`ContainerConfig::cpu_period`].
+    pub cpu_quota: Option<i64>,
+    /// CFS period of the container in µs.
+    pub cpu_period: Option<i64>,
 }
 
 impl ContainerConfig {
@@ -256,6 +274,9 @@ impl ContainerConfig {
             cap_add: Vec::new(),
             cap_drop: Vec::new(),
             extra_hosts: Vec::new(),
+            cgroup_parent: None,
+            cpu_quota: None,
+            cpu_period: None,
         }
     }
 }
@@ -339,6 +360,9 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Removes an image.
     fn remove_image(&self, image: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// How the engine makes containers' cgroups, which decides how a cgroup parent is
+    /// spelled ([`crate::cgroup::engine_parent`]).
+    fn cgroup_driver(&self) -> impl Future<Output = Result<CgroupDriver, EngineError>> + Send;
     /// Creates a container; returns its id.
     fn create(
         &self,
@@ -386,6 +410,10 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
         &self,
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<ContainerSummary>, EngineError>> + Send;
+    /// The mounts of a container: what an executor running in a container needs to turn the
+    /// paths it sees into host paths for the containers it creates.
+    fn mounts(&self, id: &str)
+    -> impl Future<Output = Result<Vec<MountPoint>, EngineError>> + Send;
 }
 
 #[cfg(test)]

@@ -174,7 +174,8 @@ mod tests {
 
     use super::*;
     use crate::engine::{
-        ContainerConfig, ContainerExit, ContainerSummary, OutputStream, RegistryAuth, Signal,
+        ContainerConfig, ContainerExit, ContainerSummary, MountPoint, OutputStream, RegistryAuth,
+        Signal,
     };
 
     #[test]
@@ -263,6 +264,9 @@ mod tests {
         async fn remove_image(&self, _: &str) -> Result<(), EngineError> {
             unreachable!("not used")
         }
+        async fn cgroup_driver(&self) -> Result<crate::cgroup::CgroupDriver, EngineError> {
+            unreachable!("not used")
+        }
         async fn create(&self, _: &ContainerConfig) -> Result<String, EngineError> {
             unreachable!("not used")
         }
@@ -299,6 +303,9 @@ mod tests {
             unreachable!("not used")
         }
         async fn list(&self, _: &str) -> Result<Vec<ContainerSummary>, EngineError> {
+            unreachable!("not used")
+        }
+        async fn mounts(&self, _: &str) -> Result<Vec<MountPoint>, EngineError> {
             unreachable!("not used")
         }
     }

@@ -9,7 +9,11 @@
 //!   which podman's compatible service answers too; [`docker`] lists the differences it hides.
 //! - [`auth`] finds registry credentials (`dockerAuthConfig`, or a docker config file);
 //!   [`image`] splits references, pulls with attempts inside one deadline, and reads the image
-//!   id of a `docker save` tarball; [`cgroup`] counts a container's threads from the host.
+//!   id of a `docker save` tarball; [`cgroup`] reads the cgroup hierarchies
+//!   (`/proc/self/mountinfo`) and a process's cgroups, spells a cgroup parent for the engine's
+//!   driver ([`ContainerEngine::cgroup_driver`]), reads and writes CFS quotas, and counts a
+//!   container's threads from the host; [`own_container`] tells whether the calling process
+//!   runs in a container, and which.
 //!
 //! - [`oci`] runs containers without a daemon: an image store unpacking `docker save`
 //!   tarballs into shared root filesystems, the OCI runtime configuration of a container,
@@ -46,10 +50,11 @@ pub mod docker;
 mod engine;
 pub mod image;
 pub mod oci;
+pub mod own_container;
 
 pub use docker::{DEFAULT_SOCKET, DockerEngine};
 pub use engine::{
     Bind, ContainerConfig, ContainerEngine, ContainerExit, ContainerSummary, EngineError,
-    EngineErrorKind, ExecSession, NetworkMode, OutputStream, PortPublish, RegistryAuth, Signal,
-    Ulimit,
+    EngineErrorKind, ExecSession, MountPoint, NetworkMode, OutputStream, PortPublish, RegistryAuth,
+    Signal, Ulimit,
 };

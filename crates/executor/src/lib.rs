@@ -55,6 +55,7 @@
 //! agent refused a status update; 78 invalid configuration. The `__exec` helper
 //! ([`run::process::exec_helper`]) exits 127 when it cannot start the command.
 
+pub mod additional_logs;
 pub mod agent;
 mod error;
 pub mod launch;

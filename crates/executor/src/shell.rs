@@ -18,7 +18,7 @@
 //!   container through the runtime ([`ContainerExec`]), with `TASK_SANDBOX_DIR` the sandbox
 //!   as the container sees it. A command still running when its task ends is SIGKILLed.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,6 @@ use singularity_common::config::types::ShellCommand;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::framework_messages::{ShellCommandRequest, ShellUpdate};
-use crate::run::process::open_append;
 use crate::run::{ContainerExec, RunningCommand, ShellPlace};
 use crate::settings::Settings;
 
@@ -320,7 +319,7 @@ async fn run_command<'a>(
 
 /// Appends Singularity's header to the output file and returns it open for the command.
 fn write_header(path: &Path, shown: &[String]) -> io::Result<File> {
-    let mut file = open_append(path)?;
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
     let date = chrono::Local::now().format("%a %b %d %H:%M:%S %Z %Y");
     write!(file, "#\n# {date} -- Launching {}\n#\n", shown.join(" "))?;
     Ok(file)

@@ -154,6 +154,12 @@ impl ApiError {
     /// The status code this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
+            // A body over the size limit is refused as such (413), as axum itself would.
+            Self::InvalidBody {
+                source: BodyError::Read(rejection),
+            } if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::InvalidBody { .. } | Self::Fetch(FetchError::Invalid { .. }) => {
                 StatusCode::BAD_REQUEST
             }

@@ -40,6 +40,27 @@ pub enum MetadataProblem {
         /// Why.
         kind: globset::ErrorKind,
     },
+    /// `directory` is relative: it would be resolved against the daemon's working directory.
+    #[error("directory {0:?} is not an absolute path without NUL bytes")]
+    RelativeDirectory(PathBuf),
+    /// A glob holds `/`: globs match file names, so it could never match, or was meant to
+    /// reach outside `directory`.
+    #[error("{field} {glob:?} contains '/': globs match file names within directory")]
+    GlobWithSlash {
+        /// `fileGlob` or `onFinishGlob`.
+        field: &'static str,
+        /// The glob.
+        glob: String,
+    },
+    /// The metadata file is a FIFO, socket, device or directory: never read (it could block).
+    #[error("not a regular file")]
+    NotRegular,
+    /// The metadata file is larger than any real one.
+    #[error("{len} bytes, more than the {MAX_METADATA_BYTES} a metadata file may have")]
+    TooLarge {
+        /// Its size.
+        len: u64,
+    },
     /// `uploaderType: GCS`, which this uploader does not implement.
     #[error(
         "uploaderType GCS is not supported by this uploader; its files are left in place for another uploader"
@@ -58,6 +79,19 @@ impl PartialEq for MetadataProblem {
                 a.to_string() == b.to_string()
             }
             (Self::EmptyField(a), Self::EmptyField(b)) => a == b,
+            (Self::RelativeDirectory(a), Self::RelativeDirectory(b)) => a == b,
+            (
+                Self::GlobWithSlash {
+                    field: f1,
+                    glob: g1,
+                },
+                Self::GlobWithSlash {
+                    field: f2,
+                    glob: g2,
+                },
+            ) => f1 == f2 && g1 == g2,
+            (Self::NotRegular, Self::NotRegular) => true,
+            (Self::TooLarge { len: a }, Self::TooLarge { len: b }) => a == b,
             (
                 Self::BadGlob {
                     field: f1,
@@ -113,8 +147,25 @@ pub enum ReadOutcome {
     Rejected(MetadataProblem),
 }
 
-/// Reads and checks the metadata file at `path`.
+/// Metadata files are a few hundred bytes; anything past this is refused unread.
+pub const MAX_METADATA_BYTES: u64 = 1 << 20;
+
+/// Reads and checks the metadata file at `path`. Only a regular file (or a symlink to one) of
+/// at most [`MAX_METADATA_BYTES`] is read.
 pub fn read(path: &Path) -> Result<ReadOutcome, std::io::Error> {
+    match fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReadOutcome::Absent),
+        Err(e) => return Err(e),
+        Ok(meta) if !meta.is_file() => {
+            return Ok(ReadOutcome::Rejected(MetadataProblem::NotRegular));
+        }
+        Ok(meta) if meta.len() > MAX_METADATA_BYTES => {
+            return Ok(ReadOutcome::Rejected(MetadataProblem::TooLarge {
+                len: meta.len(),
+            }));
+        }
+        Ok(_) => {}
+    }
     match read_json_opt::<S3UploadMetadata>(path) {
         Ok(None) => Ok(ReadOutcome::Absent),
         Ok(Some(metadata)) => Ok(match UploaderSpec::compile(metadata) {
@@ -173,6 +224,32 @@ impl UploaderSpec {
         ] {
             if value {
                 return Err(MetadataProblem::EmptyField(field));
+            }
+        }
+        if metadata
+            .directory
+            .as_os_str()
+            .as_encoded_bytes()
+            .contains(&0)
+        {
+            return Err(MetadataProblem::RelativeDirectory(
+                metadata.directory.clone(),
+            ));
+        }
+        if !metadata.directory.is_absolute() {
+            return Err(MetadataProblem::RelativeDirectory(
+                metadata.directory.clone(),
+            ));
+        }
+        for (field, glob) in [
+            ("fileGlob", Some(&metadata.file_glob)),
+            ("onFinishGlob", metadata.on_finish_glob.as_ref()),
+        ] {
+            if let Some(glob) = glob.filter(|g| g.contains('/')) {
+                return Err(MetadataProblem::GlobWithSlash {
+                    field,
+                    glob: glob.clone(),
+                });
             }
         }
         let glob = compile_glob("fileGlob", &metadata.file_glob)?;

@@ -108,9 +108,32 @@ fn mtime_millis(meta: &std::fs::Metadata) -> i64 {
         .saturating_add(meta.mtime_nsec() / 1_000_000)
 }
 
+/// Opens `path` for reading only if it is a regular file, without following a symlink in
+/// its last component and without blocking: a file swapped for a FIFO or a device after the
+/// scan is refused instead of wedging the reader.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc_flags())
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK` (non-blocking only matters for FIFOs, refused right after).
+fn libc_flags() -> i32 {
+    i32::try_from((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits()).unwrap_or(0)
+}
+
 /// The MD5 of `len` bytes of `path` from `offset`; fails if the file is shorter.
 pub fn md5_range(path: &Path, offset: u64, len: u64) -> std::io::Result<[u8; 16]> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = open_regular(path)?;
     file.seek(SeekFrom::Start(offset))?;
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -168,7 +191,7 @@ impl UploadContext {
             }
             Err(e) => return Err(local("stat", path)(e)),
         };
-        if !meta.is_file() {
+        if !meta.is_file() || !inside(&job.target.spec.metadata.directory, path) {
             return Ok(Outcome::Skipped(SkipReason::OutsideDirectory));
         }
         let size = meta.len();
@@ -198,17 +221,22 @@ impl UploadContext {
         };
         // Set when this run's PutObject answer itself confirmed the object.
         let mut confirmed_by_put = false;
+        // Set once this run created a multipart upload: if S3 refuses that one too, the error
+        // goes to the driver's backoff instead of starting over again at once.
+        let mut created_here = false;
         loop {
             match row.state {
                 FileState::Pending => {
                     if size > self.settings.max_single_upload_size {
                         self.start_multipart(&client, job, &mut row).await?;
+                        created_here = true;
                     } else {
                         confirmed_by_put = self.single_put(&client, job, &mut row).await?;
                     }
                 }
                 FileState::Uploading => {
-                    self.resume_multipart(&client, job, &mut row).await?;
+                    self.resume_multipart(&client, job, &mut row, created_here)
+                        .await?;
                 }
                 FileState::Uploaded if confirmed_by_put => {
                     return self.delete_local(&client, job, &row).await;
@@ -303,7 +331,10 @@ impl UploadContext {
         let path = job.path.clone();
         let size = row.size;
         let (etag, md5) = if size <= IN_MEMORY_MAX {
-            let bytes = std::fs::read(&path).map_err(local("read", &path))?;
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            open_regular(&path)
+                .and_then(|mut file| file.read_to_end(&mut bytes))
+                .map_err(local("read", &path))?;
             if bytes.len() as u64 != size {
                 return self.changed_during_upload(client, job, row).await;
             }
@@ -455,12 +486,14 @@ impl UploadContext {
     /// Sends the parts S3 does not have yet and completes the upload. Parts the ledger
     /// recorded and S3 still lists are not sent again; parts S3 lists that the ledger missed
     /// (a crash between S3's answer and the ledger write) are kept when their ETag is the MD5
-    /// of the local bytes.
+    /// of the local bytes. An upload id S3 refuses (see [`upload_refused`]) is never tried
+    /// again: the object is checked, else the file starts over from part 1.
     async fn resume_multipart(
         &self,
         client: &Client,
         job: &FileJob,
         row: &mut FileRecord,
+        created_here: bool,
     ) -> Result<(), UploadError> {
         let (Some(upload_id), Some(part_size)) = (row.upload_id.clone(), row.part_size) else {
             *row = self
@@ -476,10 +509,17 @@ impl UploadContext {
             .into_iter()
             .map(|p| (p.number, p))
             .collect();
+        let gone = |cause| Gone {
+            cause,
+            upload_id: upload_id.clone(),
+            created_here,
+        };
         let listed = match list_parts(self, client, row, &upload_id).await {
             Ok(listed) => listed,
-            Err(e) if e.code() == Some("NoSuchUpload") => {
-                return self.upload_gone(client, job, row, &plan, &recorded).await;
+            Err(e) if upload_refused(&e) => {
+                return self
+                    .upload_gone(client, job, row, &plan, &recorded, gone(e))
+                    .await;
             }
             Err(e) => return Err(e),
         };
@@ -525,11 +565,23 @@ impl UploadContext {
                 "resuming a multipart upload"
             );
         }
-        let sent = self
-            .send_parts(client, job, row, &upload_id, missing)
-            .await?;
+        let sent = match self.send_parts(client, job, row, &upload_id, missing).await {
+            Ok(sent) => sent,
+            Err(e) if upload_refused(&e) => {
+                return self
+                    .upload_gone(client, job, row, &plan, &recorded, gone(e))
+                    .await;
+            }
+            Err(e) => return Err(e),
+        };
         done.extend(sent.into_iter().map(|p| (p.number, p)));
-        self.complete(client, job, row, &upload_id, &done).await
+        match self.complete(client, job, row, &upload_id, &done).await {
+            Err(e) if upload_refused(&e) => {
+                self.upload_gone(client, job, row, &plan, &done, gone(e))
+                    .await
+            }
+            other => other,
+        }
     }
 
     async fn send_parts(
@@ -627,14 +679,7 @@ impl UploadContext {
             async move { request.send().await.map_err(RequestError::from) }
         })
         .await;
-        let etag = match result {
-            Ok(response) => response.e_tag.map(|e| plan::bare_etag(&e)),
-            Err(e) if e.code() == Some("NoSuchUpload") => {
-                let plan = plan::parts(row.size, row.part_size.unwrap_or(self.settings.part_size));
-                return self.upload_gone(client, job, row, &plan, parts).await;
-            }
-            Err(e) => return Err(e),
-        };
+        let etag = result?.e_tag.map(|e| plan::bare_etag(&e));
         let encryption = Encryption::of(&job.target.spec.metadata);
         let etag = match etag {
             Some(etag) => etag,
@@ -661,9 +706,11 @@ impl UploadContext {
         Ok(())
     }
 
-    /// S3 no longer knows the multipart upload. If a crash came between S3 completing it and
-    /// the ledger recording that, the object is there with the expected size and ETag: take
-    /// it. Otherwise start over.
+    /// S3 refused the stored multipart upload: it no longer knows it. If a crash came between
+    /// S3 completing it and the ledger recording that, the object is there with the expected
+    /// size and ETag: take it. Otherwise abort it (best effort: a completion cut short may
+    /// have left parts behind) and start over from part 1, at once unless the refused upload
+    /// was created by this very run.
     async fn upload_gone(
         &self,
         client: &Client,
@@ -671,6 +718,7 @@ impl UploadContext {
         row: &mut FileRecord,
         plan: &[plan::PartPlan],
         recorded: &BTreeMap<i32, PartRecord>,
+        gone: Gone,
     ) -> Result<(), UploadError> {
         let all_recorded = plan.iter().all(|p| recorded.contains_key(&p.number));
         if all_recorded && Encryption::of(&job.target.spec.metadata).etag_is_md5() {
@@ -689,7 +737,13 @@ impl UploadContext {
                 return Ok(());
             }
         }
-        tracing::info!(key = %row.key, "S3 no longer has this multipart upload: starting over");
+        tracing::info!(
+            path = %job.path.display(),
+            key = %row.key,
+            cause = %gone.cause,
+            "S3 refused the stored multipart upload: starting it over from part 1"
+        );
+        abort_multipart(self, client, &row.bucket, &row.key, &gone.upload_id).await;
         self.ledger
             .restart(
                 row.id,
@@ -703,6 +757,9 @@ impl UploadContext {
         row.state = FileState::Pending;
         row.upload_id = None;
         row.part_size = None;
+        if gone.created_here {
+            return Err(gone.cause);
+        }
         Ok(())
     }
 
@@ -766,6 +823,15 @@ impl UploadContext {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(local("stat", &job.path)(e)),
         }
+        // A directory on the way swapped for a symlink since the scan: the path now names a
+        // file elsewhere, which is not this upload's to delete.
+        if !inside(&job.target.spec.metadata.directory, &job.path) {
+            tracing::warn!(
+                path = %job.path.display(),
+                "the file's directory now leads outside the uploader's directory: not deleting it"
+            );
+            return Ok(Outcome::Skipped(SkipReason::OutsideDirectory));
+        }
         match std::fs::remove_file(&job.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -787,6 +853,40 @@ impl UploadContext {
             size: row.size,
         })
     }
+}
+
+/// Whether `path` (whose last component is not followed) really lies below `directory`
+/// once every symlink on the way is resolved. A vanished parent counts as inside: the caller
+/// then finds the file gone.
+fn inside(directory: &Path, path: &Path) -> bool {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    let Ok(root) = std::fs::canonicalize(directory) else {
+        return true;
+    };
+    match std::fs::canonicalize(parent) {
+        Ok(parent) => parent.join(name).starts_with(&root),
+        Err(_) => true,
+    }
+}
+
+/// A multipart upload S3 refused, and why.
+struct Gone {
+    /// S3's refusal.
+    cause: UploadError,
+    /// The refused upload id.
+    upload_id: String,
+    /// Whether this run created that upload.
+    created_here: bool,
+}
+
+/// Whether S3's answer to a request on a stored upload id means that upload cannot go on.
+/// Real S3 says NoSuchUpload; other servers answer AccessDenied for an upload id they have
+/// forgotten, and InvalidPart or another 4xx when a completion cut short consumed some
+/// parts. Retrying the same id can never help, so any refusal counts.
+fn upload_refused(error: &UploadError) -> bool {
+    error.code() == Some("NoSuchUpload") || error.kind() == ErrorKind::S3Client
 }
 
 /// Size and ETag of an object; `None` if there is no such object.
@@ -1011,6 +1111,44 @@ pub fn is_bucket_wide(kind: ErrorKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answered(kind: ErrorKind, code: Option<&str>) -> UploadError {
+        UploadError::S3 {
+            op: "UploadPart",
+            bucket: "b".into(),
+            key: "k".into(),
+            kind,
+            code: code.map(str::to_owned),
+            source: crate::error::S3Failure::NoAnswer {
+                after: Duration::from_secs(1),
+            },
+        }
+    }
+
+    #[test]
+    fn any_refusal_of_a_stored_upload_id_ends_it_and_transient_failures_do_not() {
+        for code in [
+            "NoSuchUpload",
+            "AccessDenied",
+            "InvalidPart",
+            "InvalidRequest",
+        ] {
+            assert!(
+                upload_refused(&answered(ErrorKind::S3Client, Some(code))),
+                "{code}"
+            );
+        }
+        assert!(upload_refused(&answered(ErrorKind::S3Client, None)));
+        for kind in [ErrorKind::Timeout, ErrorKind::Network, ErrorKind::S3Server] {
+            assert!(!upload_refused(&answered(kind, None)), "{kind:?}");
+        }
+        let local = UploadError::Local {
+            what: "read",
+            path: "/f".into(),
+            source: std::io::Error::other("x"),
+        };
+        assert!(!upload_refused(&local));
+    }
 
     #[test]
     fn md5_of_a_range() {

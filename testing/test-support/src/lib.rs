@@ -6,19 +6,28 @@
 //! - Independent clients ([`S3Endpoint::s5cmd_cat`], [`S3Endpoint::s5cmd_ls`],
 //!   [`S3Endpoint::s5cmd_put`], [`S3Endpoint::boto3_get_range`]) so a test checks what landed
 //!   in S3 with something other than the code under test.
+//! - [`FaultyS3`]: an endpoint that hangs or trickles for one bucket and forwards the rest.
+//! - [`SmallFs`]: a tmpfs of a given size, for full-disk tests.
 //! - Helpers that return a machine-wide service or panic with how to start it:
 //!   [`docker_socket`], [`podman_socket`], [`test_image`], [`test_image_in`], [`registry`],
 //!   [`s5cmd_path`], [`python`], [`services_s3`]. They read the process environment, then `.services/env`.
 //!
+//! - [`TestCgroup`]: a real cgroup standing for the one a Mesos agent makes for an executor.
+//!
 //! Start the machine-wide services with `scripts/services.sh up` (see `docs/testing.md`).
 
+mod cgroups;
 mod clients;
 mod coalesce;
+mod fault;
 mod s3_server;
 mod services;
+mod small_fs;
 
+pub use cgroups::TestCgroup;
 pub use clients::{ListedObject, S3Endpoint, s5cmd};
 pub use coalesce::{Coalesce, FRAME_SIZE};
+pub use fault::{Fault, FaultStats, FaultyS3};
 pub use s3_server::{
     REGION, S3Server, S3ServerError, ServedCounters, build_service, serve, serve_counted,
 };
@@ -27,3 +36,4 @@ pub use services::{
     python, registry, s5cmd_path, save_test_image, services_s3, setting, test_image, test_image_in,
     unique_name,
 };
+pub use small_fs::SmallFs;

@@ -5,5 +5,6 @@
 mod support;
 
 mod extract;
+mod extract_props;
 mod place;
 mod verify;

@@ -251,3 +251,34 @@ fn nothing_is_written_ahead_where_a_placement_is_not_a_plain_new_file() {
     assert!(PendingFile::create(&target, "../escape.jar").is_err());
     assert_eq!(names(&target), ["app.jar"]);
 }
+
+/// A pending file left by a killed download (nobody holds its lock) is removed when the next
+/// one for the same name is created; one still being written is kept, and so are others'.
+#[test]
+fn dead_pending_files_are_removed_and_live_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join(".app.jar.dead01.part");
+    let other = dir.path().join(".other.jar.dead02.part");
+    std::fs::write(&dead, b"half").unwrap();
+    std::fs::write(&other, b"half").unwrap();
+    let live = singularity_artifacts::PendingFile::create(dir.path(), "app.jar")
+        .unwrap()
+        .unwrap();
+    assert!(!dead.exists(), "the dead pending file stays");
+    assert!(other.exists(), "another name's file was removed");
+    let again = singularity_artifacts::PendingFile::create(dir.path(), "app.jar")
+        .unwrap()
+        .unwrap();
+    let pending: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".app.jar."))
+        .collect();
+    assert_eq!(
+        pending.len(),
+        2,
+        "a live pending file was removed: {pending:?}"
+    );
+    drop((live, again));
+}

@@ -17,7 +17,7 @@ installation guide) and TOML.
 | daemon | classes loaded |
 |---|---|
 | `singularity-executor` | base, s3base, executor |
-| executor cleanup (not shipped yet) | base, s3base, executor, executor.cleanup |
+| executor cleanup | base, s3base, executor, executor.cleanup |
 | `singularity-s3-uploader` | base, s3base, s3uploader |
 | `singularity-s3-downloader` | base, s3base, s3downloader |
 
@@ -130,6 +130,11 @@ continues lines, as in Java.
 
 - `.properties` and TOML files, several `--config` files, and `--check-config`.
 - Unknown keys are reported as warnings instead of being ignored silently.
+- Keys marked *unused* are read and checked so existing files keep loading, but nothing uses
+  them: logs are rotated in-process, so no logrotate binary is run and no logrotate conf, state
+  or cron file is written (`logrotateCommand`, `logrotateStateFile`, `logrotateConfDirectory`,
+  which need not exist any more, `logrotateHourlyConfDirectory`, `cronDirectory`,
+  `ignoreLogrotateOutput`).
 - Keys marked *addition* are new. The executor's `s3UploaderBucket` and `s3UploaderKeyPattern`
   were documented but ignored by Java; they now serve as fallbacks when a task's data names no
   bucket or pattern.
@@ -141,10 +146,8 @@ continues lines, as in Java.
 fn loaded_by(class: ConfigClass) -> &'static str {
     match class {
         ConfigClass::Base | ConfigClass::S3Base => "every daemon",
-        ConfigClass::Executor => "the executor (and the executor cleanup, once shipped)",
-        ConfigClass::ExecutorCleanup => {
-            "the executor cleanup job, not shipped yet: its keys are parsed and checked so existing files keep loading"
-        }
+        ConfigClass::Executor => "the executor and the executor cleanup",
+        ConfigClass::ExecutorCleanup => "the executor cleanup job",
         ConfigClass::S3Uploader => "the S3 uploader",
         ConfigClass::S3Downloader => "the S3 downloader",
     }
@@ -208,6 +211,9 @@ fn meaning_cell(spec: &KeySpec) -> String {
     }
     if spec.addition {
         marks.push("*addition*".to_owned());
+    }
+    if spec.unused {
+        marks.push("*unused*".to_owned());
     }
     if spec.secret {
         marks.push("*credential*".to_owned());

@@ -241,6 +241,8 @@ pub struct KeySpec {
     pub meaning: &'static str,
     /// Not in the Java daemons.
     pub addition: bool,
+    /// Read and checked, but nothing uses it any more (the Java feature it configured is gone).
+    pub unused: bool,
 }
 
 impl KeySpec {
@@ -265,6 +267,7 @@ impl KeySpec {
             default,
             meaning,
             addition: false,
+            unused: false,
         }
     }
 
@@ -295,6 +298,11 @@ impl KeySpec {
 
     const fn addition(mut self) -> Self {
         self.addition = true;
+        self
+    }
+
+    const fn unused(mut self) -> Self {
+        self.unused = true;
         self
     }
 
@@ -881,33 +889,36 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.logrotate.command"],
         K::String,
         "logrotate",
-        "logrotate binary",
-    ),
+        "the logrotate binary Java ran; none is run, logs are rotated in-process" ,
+    )
+    .unused(),
     KeySpec::new(
         "logrotateStateFile",
         "logrotate_state_file",
         &["executor.logrotate.state.file"],
         K::String,
         "logrotate.status",
-        "logrotate state file, relative to the task directory",
-    ),
+        "logrotate's state file in the task directory (Java); none is written",
+    )
+    .unused(),
     KeySpec::new(
         "logrotateConfDirectory",
         "logrotate_conf_directory",
         &["executor.logrotate.conf.directory", "executor.logrotate.config.folder"],
         K::Path,
         "/etc/logrotate.d",
-        "directory of the main per-task logrotate conf",
+        "where Java wrote each task's logrotate conf (it had to exist); nothing is written there and it need not exist",
     )
-    .existing_dir(),
+    .unused(),
     KeySpec::new(
         "logrotateHourlyConfDirectory",
         "logrotate_hourly_conf_directory",
         &["executor.logrotate.hourly.conf.directory"],
         K::Path,
         "/etc/logrotate.d/hourly",
-        "directory of the cron-forced and size-based confs (created when missing)",
-    ),
+        "where Java wrote the cron-forced and size-based logrotate confs; nothing is written there",
+    )
+    .unused(),
     KeySpec::new(
         "logrotateToDirectory",
         "logrotate_to_directory",
@@ -946,7 +957,7 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.logrotate.extras.dateformat"],
         K::String,
         "%Y%m%d",
-        "date format of extra file rotations",
+        "date format of `logrotateAdditionalFiles` rotations whose entry sets none (a leading `-` is dropped)",
     ),
     KeySpec::new(
         "ignoreLogrotateOutput",
@@ -954,8 +965,9 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.ignore.logrotate.output"],
         K::Bool,
         "false",
-        "send the output of cron-run logrotate to /dev/null",
-    ),
+        "Java sent the output of cron-run logrotate to /dev/null; there is no cron entry any more",
+    )
+    .unused(),
     KeySpec::new(
         "logrotateCompressionSettings",
         "logrotate_compression_settings",
@@ -973,7 +985,7 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         ],
         K::FileList,
         "[]",
-        "extra files to rotate: names, or `{filename, extension, dateformat, logrotateFrequencyOverride, logrotateSizeOverride, deleteInExecutorCleanup}`",
+        "files the task writes itself, rotated beside themselves as `<name>-<date>[.<ext>]` without losing what the task appends: names or globs relative to the task directory, or `{filename, extension, dateformat, logrotateFrequencyOverride, logrotateSizeOverride, deleteInExecutorCleanup}` (`logrotateSizeOverride` such as `10M`, `500k` wins over any schedule)",
     ),
     KeySpec::new(
         "tailLogLinesToSave",
@@ -1215,8 +1227,9 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.cron.directory"],
         K::Path,
         "/etc/cron.d",
-        "where per-task logrotate cron files go",
-    ),
+        "where Java wrote each task's logrotate cron file; none is written",
+    )
+    .unused(),
     KeySpec::new(
         "useFileAttributes",
         "use_file_attributes",
@@ -1280,8 +1293,17 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.max.service.log.size.mb"],
         K::Integer,
         "",
-        "force a rotation when service.log grows past this many MiB (checked every 5 minutes)",
+        "rotate service.log once it grows past this many MiB (checked as bytes are written, at the next line end)",
     ),
+    KeySpec::new(
+        "maxRotatedLogsNotUploadedMb",
+        "max_rotated_logs_not_uploaded_mb",
+        &["executor.max.rotated.logs.not.uploaded.mb"],
+        K::Integer,
+        "1024",
+        "per task, rotated service logs awaiting upload beyond this many MiB are deleted oldest first (each logged at warn and counted); 0 means no limit",
+    )
+    .addition(),
     KeySpec::new(
         "verifyAssignedPorts",
         "verify_assigned_ports",
@@ -1342,7 +1364,25 @@ static EXECUTOR_KEYS: &[KeySpec] = &[
         &["executor.docker.limits.from.resources"],
         K::Bool,
         "false",
-        "give containers the task's `mem` and `cpus` resources and `maxTaskThreads` as memory, cpu and pids limits",
+        "give containers the task's `mem` and `cpus` resources and `maxTaskThreads` as memory, cpu and pids limits, when they are not created under the executor's cgroup (see `mesosCgroupIsolation`)",
+    )
+    .addition(),
+    KeySpec::new(
+        "mesosCgroupIsolation",
+        "mesos_cgroup_isolation",
+        &["executor.mesos.cgroup.isolation"],
+        K::Bool,
+        "true",
+        "the agent runs each executor in a cgroup of its task: containers are created under the executor's cgroup and `cpuHardLimit` is written into it; false for agents without cgroup isolation (containers then get `dockerLimitsFromResources` and `cpuHardLimit` as limits of their own)",
+    )
+    .addition(),
+    KeySpec::new(
+        "dockerHostPathMappings",
+        "docker_host_path_mappings",
+        &["executor.docker.host.path.mappings"],
+        K::Json,
+        "{}",
+        "`{\"<path the executor sees>\": \"<same directory on the engine's host>\"}`, longest prefix first, for bind mounts of an executor running in a container; empty: found from the executor's own container mounts, or paths are the host's when it runs on the host",
     )
     .addition(),
     KeySpec::new(
@@ -1551,6 +1591,62 @@ static CLEANUP_KEYS: &[KeySpec] = &[
         "%requestId/%Y/%m/%taskId_%index-%s-%filename",
         "upload key pattern when a task definition has none",
     ),
+    KeySpec::new(
+        "mesosAgentStateUrl",
+        "mesos_agent_state_url",
+        &["executor.cleanup.mesos.agent.state.url"],
+        K::String,
+        "",
+        "URL of the agent state giving this agent's id; absent: `http://<hostname>:5051/slave(1)/state`",
+    )
+    .addition(),
+    KeySpec::new(
+        "singularityRequestTimeoutMillis",
+        "singularity_request_timeout_millis",
+        &["executor.cleanup.singularity.request.timeout.millis"],
+        K::Integer,
+        "10000",
+        "deadline of each request to the Singularity API and the agent, connection included",
+    )
+    .min(1)
+    .addition(),
+    KeySpec::new(
+        "executorCleanupResultsMaxAgeMillis",
+        "executor_cleanup_results_max_age_millis",
+        &["executor.cleanup.results.max.age.millis"],
+        K::Integer,
+        "604800000",
+        "statistics files older than this are deleted at each run; 0 keeps them all",
+    )
+    .addition(),
+    KeySpec::new(
+        "prometheusTextfilePath",
+        "prometheus_textfile_path",
+        &["executor.cleanup.prometheus.textfile.path"],
+        K::Path,
+        "",
+        "also write the run's counts here in Prometheus text format (node_exporter's textfile collector, a `.prom` file)",
+    )
+    .addition(),
+    KeySpec::new(
+        "maxStartDelaySeconds",
+        "max_start_delay_seconds",
+        &["executor.cleanup.max.start.delay.seconds"],
+        K::Integer,
+        "300",
+        "wait a random time up to this before the run, so agents started by the same schedule do not hit the API at once; 0 starts at once",
+    )
+    .addition(),
+    KeySpec::new(
+        "cleanupThreads",
+        "cleanup_threads",
+        &["executor.cleanup.threads"],
+        K::Integer,
+        "8",
+        "tasks cleaned at the same time",
+    )
+    .min(1)
+    .addition(),
 ];
 
 static UPLOADER_KEYS: &[KeySpec] = &[

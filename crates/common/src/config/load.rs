@@ -14,7 +14,7 @@ use super::layer::{self, Entry, Layer, Report};
 use super::source::{self, Content, Format, Role, SourceFile};
 use super::types::{
     BaseConfig, CommonKeys, ExecutorCleanupConfig, ExecutorConfig, S3BaseConfig,
-    S3DownloaderConfig, S3UploaderConfig,
+    S3DownloaderConfig, S3UploaderConfig, check_rotation_dateformat,
 };
 use super::{ConfigSources, LoadedConfig, ValueOrigin};
 
@@ -179,6 +179,9 @@ pub(crate) fn load(
         inputs.get(&ConfigClass::S3Base),
     ) {
         check_listener(s3, input, &mut report);
+    }
+    if let (Some(executor), Some(input)) = (&config.executor, inputs.get(&ConfigClass::Executor)) {
+        check_additional_files(executor, input, &mut report);
     }
 
     if report.problems.is_empty() {
@@ -687,6 +690,36 @@ fn check_values(input: &ClassInput, effective: &Map<String, Value>, report: &mut
                     reason,
                 });
             }
+        }
+    }
+}
+
+/// `logrotateAdditionalFiles` entries and the date formats that become parts of file names,
+/// checked before any task runs.
+fn check_additional_files(executor: &ExecutorConfig, input: &ClassInput, report: &mut Report) {
+    if let Some(spec) = input.class.find_yaml("logrotateExtrasDateformat")
+        && let Err(reason) = check_rotation_dateformat(&executor.logrotate_extras_dateformat)
+    {
+        let (at, key, value) = input.locate(spec, &executor.logrotate_extras_dateformat);
+        report.problems.push(Diagnostic::Invalid {
+            at,
+            key,
+            value,
+            reason,
+        });
+    }
+    let Some(spec) = input.class.find_yaml("logrotateAdditionalFiles") else {
+        return;
+    };
+    for (index, file) in executor.logrotate_additional_files.iter().enumerate() {
+        for problem in file.problems() {
+            let (at, key, _) = input.locate(spec, "");
+            report.problems.push(Diagnostic::Invalid {
+                at,
+                key: format!("{key}[{index}].{}", problem.field),
+                value: problem.value,
+                reason: problem.reason,
+            });
         }
     }
 }

@@ -31,6 +31,7 @@ mod layer;
 mod load;
 mod render;
 mod source;
+pub use source::MAX_CONFIG_FILE_BYTES;
 pub mod types;
 
 use std::collections::BTreeMap;

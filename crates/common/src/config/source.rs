@@ -108,16 +108,45 @@ pub(crate) enum Content {
     Tree(Map<String, Value>),
 }
 
-/// Reads a file. `Ok(None)` when it does not exist and `missing_ok`.
+/// Configuration files larger than this are refused unread: real ones are a few KiB, and a
+/// daemon running as root should not load whatever a wrong path points at into memory.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a file. `Ok(None)` when it does not exist and `missing_ok`. Only regular files (or
+/// symlinks to them) of at most [`MAX_CONFIG_FILE_BYTES`] are read: a FIFO or a device would
+/// block or never end.
 pub(crate) fn read_bytes(path: &Path, missing_ok: bool) -> Result<Option<Vec<u8>>, Diagnostic> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(error) if missing_ok && error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(Diagnostic::Unreadable {
-            at: Location::file(path),
-            error: error.to_string(),
-        }),
+    use std::io::Read as _;
+    let unreadable = |error: String| Diagnostic::Unreadable {
+        at: Location::file(path),
+        error,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(error) if missing_ok && error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(unreadable(error.to_string())),
+    };
+    // A directory is opened and read like a file: read(2) reports it.
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(unreadable("not a regular file".to_owned()));
     }
+    let too_large = || {
+        unreadable(format!(
+            "larger than {MAX_CONFIG_FILE_BYTES} bytes, the limit for a configuration file"
+        ))
+    };
+    if meta.len() > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large());
+    }
+    let file = std::fs::File::open(path).map_err(|error| unreadable(error.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| unreadable(error.to_string()))?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(Some(bytes))
 }
 
 /// Parses a file's bytes in its format. Syntax errors carry the line the parser reported.
@@ -156,7 +185,11 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
 
 fn parse_properties(path: &Path, bytes: &[u8]) -> Result<Vec<PropertyLine>, Diagnostic> {
     let mut lines = Vec::new();
-    let iter = java_properties::PropertiesIter::new_with_encoding(bytes, encoding_rs::UTF_8);
+    // Decoded here, as the parser would (malformed sequences become U+FFFD): the parser's own
+    // streaming decoder panics on a sequence cut short by the end of the file.
+    let (text, _, _) = encoding_rs::UTF_8.decode(bytes);
+    let iter =
+        java_properties::PropertiesIter::new_with_encoding(text.as_bytes(), encoding_rs::UTF_8);
     for line in iter {
         let line = line.map_err(|error| {
             // The crate appends " (line_number = N)"; the line goes in front instead.
@@ -179,7 +212,58 @@ fn parse_properties(path: &Path, bytes: &[u8]) -> Result<Vec<PropertyLine>, Diag
     Ok(lines)
 }
 
+/// Flow collections (`[`, `{`) nested deeper than this are refused before parsing: no
+/// configuration needs more, and the YAML parser's time grows with the square of the depth.
+const MAX_YAML_FLOW_DEPTH: usize = 64;
+
+/// The line where flow collections first nest deeper than `limit`, skipping quoted strings
+/// and comments (brackets inside block scalars count too: harmless for real configs).
+fn yaml_flow_too_deep(text: &str, limit: usize) -> Option<usize> {
+    let (mut depth, mut line) = (0usize, 1usize);
+    let (mut single, mut double, mut comment, mut escaped) = (false, false, false, false);
+    let mut previous = '\n';
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+            comment = false;
+        } else if comment {
+        } else if double {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => double = false,
+                _ => {}
+            }
+        } else if single {
+            single = c != '\'';
+        } else {
+            match c {
+                '#' if previous.is_whitespace() => comment = true,
+                '"' => double = true,
+                '\'' => single = true,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return Some(line);
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        previous = c;
+    }
+    None
+}
+
 fn parse_yaml(path: &Path, text: &str) -> Result<Map<String, Value>, Diagnostic> {
+    if let Some(line) = yaml_flow_too_deep(text, MAX_YAML_FLOW_DEPTH) {
+        return Err(syntax(
+            path,
+            Some(line),
+            format!("collections nested more than {MAX_YAML_FLOW_DEPTH} levels deep"),
+        ));
+    }
     let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|error| {
         let line = error.location().map(|location| location.line());
         let message = error.to_string();
@@ -270,6 +354,22 @@ fn toml_to_json(value: toml::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_properties_file_cut_inside_a_utf8_sequence_is_read() {
+        let lines = parse_properties(Path::new("x.properties"), b"a=b\xc2").unwrap();
+        assert_eq!(lines[0].key, "a");
+        assert_eq!(lines[0].value, "b\u{fffd}");
+    }
+
+    #[test]
+    fn flow_depth_skips_strings_and_comments() {
+        assert_eq!(yaml_flow_too_deep("a: [[1], {b: [2]}]\n", 3), None);
+        assert_eq!(yaml_flow_too_deep("a: [[[1]]]\n", 2), Some(1));
+        assert_eq!(yaml_flow_too_deep("a: '[[[['\nb: \"[[[\\\"[\"\n", 2), None);
+        assert_eq!(yaml_flow_too_deep("a: 1 # [[[[\nb: [[[x]]]\n", 2), Some(2));
+        assert_eq!(yaml_flow_too_deep("url: http://x/#[[[\n", 2), Some(1));
+    }
 
     #[test]
     fn names_tell_role_and_format() {

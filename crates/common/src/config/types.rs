@@ -370,6 +370,103 @@ impl LogrotateAdditionalFile {
     }
 }
 
+/// A value of one field of a [`LogrotateAdditionalFile`] that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdditionalFileProblem {
+    /// The field (`filename`, `extension`, `dateformat`, `logrotateSizeOverride`).
+    pub field: &'static str,
+    /// The value as configured.
+    pub value: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl LogrotateAdditionalFile {
+    /// What is wrong with the entry, field by field (the date format only when the entry sets
+    /// its own).
+    pub fn problems(&self) -> Vec<AdditionalFileProblem> {
+        let mut problems = Vec::new();
+        let mut refuse = |field, value: &str, reason: String| {
+            problems.push(AdditionalFileProblem {
+                field,
+                value: value.to_owned(),
+                reason,
+            });
+        };
+        let filename = self.filename.trim();
+        let path = std::path::Path::new(filename);
+        if filename.is_empty() {
+            refuse("filename", &self.filename, "must not be empty".to_owned());
+        } else if path.is_absolute()
+            || path
+                .components()
+                .any(|part| part == std::path::Component::ParentDir)
+        {
+            refuse(
+                "filename",
+                &self.filename,
+                "must be relative to the task directory, without `..`".to_owned(),
+            );
+        }
+        if let Some(extension) = &self.extension
+            && extension.contains('/')
+        {
+            refuse("extension", extension, "must not contain `/`".to_owned());
+        }
+        if let Some(dateformat) = &self.dateformat
+            && let Err(reason) = check_rotation_dateformat(dateformat)
+        {
+            refuse("dateformat", dateformat, reason);
+        }
+        if let Some(size) = &self.logrotate_size_override
+            && !size.trim().is_empty()
+            && let Err(reason) = parse_logrotate_size(size.trim())
+        {
+            refuse("logrotateSizeOverride", size, reason);
+        }
+        problems
+    }
+}
+
+/// Parses a logrotate `size`: bytes, or a number followed by `k`, `M` or `G` (powers of
+/// 1024, either case).
+pub fn parse_logrotate_size(text: &str) -> Result<u64, String> {
+    let (digits, multiplier) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&text[..at], 1 << 10),
+        Some((at, 'm' | 'M')) => (&text[..at], 1 << 20),
+        Some((at, 'g' | 'G')) => (&text[..at], 1 << 30),
+        _ => (text, 1),
+    };
+    let number: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| "expected a size such as 10M, 500k, 1G or a byte count".to_owned())?;
+    if number == 0 {
+        return Err("must be greater than 0".to_owned());
+    }
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| "too large".to_owned())
+}
+
+/// Checks a rotation date format (`logrotateDateformat`, `logrotateExtrasDateformat`, an
+/// entry's `dateformat`), given with or without its leading `-`: it becomes part of a file
+/// name, so every `%` item must be a known one and the result must not contain `/`.
+pub fn check_rotation_dateformat(format: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    let format = format.strip_prefix('-').unwrap_or(format);
+    if format.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
+        return Err("not a valid date format (logrotate's are %Y %m %d %H %M %S %V %s)".to_owned());
+    }
+    if format.contains('/') {
+        return Err("must not contain `/`".to_owned());
+    }
+    Ok(())
+}
+
 /// The object form of [`LogrotateAdditionalFile`], as serde reads it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -622,6 +719,8 @@ pub struct ExecutorConfig {
     pub extra_docker_script_content: String,
     /// Force a rotation when service.log exceeds this many MiB.
     pub max_service_log_size_mb: Option<u64>,
+    /// Per-task budget of rotated service logs awaiting upload, in MiB; 0 is unbounded.
+    pub max_rotated_logs_not_uploaded_mb: u64,
     /// Check that assigned ports are free at launch.
     pub verify_assigned_ports: bool,
     /// Upload bucket when the task data names none.
@@ -646,6 +745,11 @@ pub struct ExecutorConfig {
     pub oci_image_store_directory: PathBuf,
     /// Size of the image store beyond which unused images are removed, oldest use first.
     pub oci_image_store_max_bytes: u64,
+    /// Path prefix as the executor sees it → the same directory's path on the engine's host,
+    /// for an executor running in a container beside the host's engine.
+    pub docker_host_path_mappings: BTreeMap<PathBuf, PathBuf>,
+    /// The executor runs in its task's cgroup: containers go under it, `cpuHardLimit` into it.
+    pub mesos_cgroup_isolation: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -721,6 +825,7 @@ impl Default for ExecutorConfig {
             extra_script_content: String::new(),
             extra_docker_script_content: String::new(),
             max_service_log_size_mb: None,
+            max_rotated_logs_not_uploaded_mb: 1_024,
             verify_assigned_ports: false,
             s3_uploader_bucket: None,
             s3_uploader_key_pattern: None,
@@ -733,6 +838,8 @@ impl Default for ExecutorConfig {
             oci_runtime_root: None,
             oci_image_store_directory: PathBuf::from("/var/lib/singularity/oci-images"),
             oci_image_store_max_bytes: 10 << 30,
+            docker_host_path_mappings: BTreeMap::new(),
+            mesos_cgroup_isolation: true,
         }
     }
 }
@@ -788,6 +895,18 @@ pub struct ExecutorCleanupConfig {
     pub default_s3_bucket: String,
     /// Fallback upload key pattern.
     pub s3_key_format: String,
+    /// Agent state URL; absent: `http://<hostname>:5051/slave(1)/state`.
+    pub mesos_agent_state_url: Option<String>,
+    /// Deadline of each API request.
+    pub singularity_request_timeout_millis: u64,
+    /// Statistics files older than this are deleted; 0 keeps them.
+    pub executor_cleanup_results_max_age_millis: u64,
+    /// Prometheus text file with the run's counts.
+    pub prometheus_textfile_path: Option<PathBuf>,
+    /// Longest random wait before a run.
+    pub max_start_delay_seconds: u64,
+    /// Tasks cleaned at the same time.
+    pub cleanup_threads: u32,
 }
 
 impl Default for ExecutorCleanupConfig {
@@ -811,6 +930,12 @@ impl Default for ExecutorCleanupConfig {
             s3_uploader_additional_files: vec!["service.log".to_owned()],
             default_s3_bucket: String::new(),
             s3_key_format: "%requestId/%Y/%m/%taskId_%index-%s-%filename".to_owned(),
+            mesos_agent_state_url: None,
+            singularity_request_timeout_millis: 10_000,
+            executor_cleanup_results_max_age_millis: 7 * 86_400_000,
+            prometheus_textfile_path: None,
+            max_start_delay_seconds: 300,
+            cleanup_threads: 8,
         }
     }
 }
@@ -974,6 +1099,28 @@ impl Default for S3DownloaderConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_logrotate_reads_them() {
+        assert_eq!(parse_logrotate_size("4096"), Ok(4096));
+        assert_eq!(parse_logrotate_size("100k"), Ok(100 << 10));
+        assert_eq!(parse_logrotate_size("100K"), Ok(100 << 10));
+        assert_eq!(parse_logrotate_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_logrotate_size("2G"), Ok(2 << 30));
+        assert!(parse_logrotate_size("10MB").is_err());
+        assert!(parse_logrotate_size("M").is_err());
+        assert!(parse_logrotate_size("0").is_err());
+        assert!(parse_logrotate_size("-5k").is_err());
+    }
+
+    #[test]
+    fn rotation_date_formats_must_make_file_names() {
+        assert_eq!(check_rotation_dateformat("%Y%m%d%s"), Ok(()));
+        assert_eq!(check_rotation_dateformat("-%Y-%m-%d"), Ok(()));
+        assert!(check_rotation_dateformat("%Y/%m").is_err());
+        assert!(check_rotation_dateformat("%Q").is_err());
+        assert!(check_rotation_dateformat("-").is_err());
+    }
 
     #[test]
     fn secrets_show_only_their_last_four_characters() {

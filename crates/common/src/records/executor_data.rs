@@ -283,19 +283,17 @@ pub struct HealthcheckOptions {
     pub healthcheck_result_file_path: Option<String>,
 }
 
-/// How often a task's logs are rotated.
+/// How often a task's logs are rotated, at boundaries of the local clock.
 ///
-/// The sub-daily values use the logrotate keyword `daily` (some logrotate versions lack
-/// `hourly`) and get their cadence from a cron entry running `logrotate -f`.
 /// The default, `DAILY`, is the executor's `logrotateFrequency` default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LogrotateFrequency {
-    /// Every minute, forced by cron.
+    /// Every minute.
     EveryMinute,
-    /// Every five minutes, forced by cron.
+    /// Every five minutes.
     EveryFiveMinutes,
-    /// Hourly, forced by cron.
+    /// Hourly.
     Hourly,
     /// Daily.
     #[default]
@@ -327,7 +325,7 @@ impl LogrotateFrequency {
         "MONTHLY",
     ];
 
-    /// The Java enum name, e.g. `EVERY_FIVE_MINUTES`; also used in conf file names.
+    /// The Java enum name, e.g. `EVERY_FIVE_MINUTES`.
     pub fn as_str(self) -> &'static str {
         match self {
             LogrotateFrequency::EveryMinute => "EVERY_MINUTE",
@@ -336,30 +334,6 @@ impl LogrotateFrequency {
             LogrotateFrequency::Daily => "DAILY",
             LogrotateFrequency::Weekly => "WEEKLY",
             LogrotateFrequency::Monthly => "MONTHLY",
-        }
-    }
-
-    /// The logrotate frequency directive.
-    pub fn logrotate_keyword(self) -> &'static str {
-        match self {
-            LogrotateFrequency::EveryMinute
-            | LogrotateFrequency::EveryFiveMinutes
-            | LogrotateFrequency::Hourly
-            | LogrotateFrequency::Daily => "daily",
-            LogrotateFrequency::Weekly => "weekly",
-            LogrotateFrequency::Monthly => "monthly",
-        }
-    }
-
-    /// The cron schedule forcing rotation, for the sub-daily values.
-    pub fn cron_schedule(self) -> Option<&'static str> {
-        match self {
-            LogrotateFrequency::EveryMinute => Some("* * * * *"),
-            LogrotateFrequency::EveryFiveMinutes => Some("*/5 * * * *"),
-            LogrotateFrequency::Hourly => Some("0 * * * *"),
-            LogrotateFrequency::Daily
-            | LogrotateFrequency::Weekly
-            | LogrotateFrequency::Monthly => None,
         }
     }
 }
@@ -395,21 +369,7 @@ mod tests {
 
     #[test]
     fn frequency_table() {
-        let table = [
-            (LogrotateFrequency::EveryMinute, "daily", Some("* * * * *")),
-            (
-                LogrotateFrequency::EveryFiveMinutes,
-                "daily",
-                Some("*/5 * * * *"),
-            ),
-            (LogrotateFrequency::Hourly, "daily", Some("0 * * * *")),
-            (LogrotateFrequency::Daily, "daily", None),
-            (LogrotateFrequency::Weekly, "weekly", None),
-            (LogrotateFrequency::Monthly, "monthly", None),
-        ];
-        for (freq, keyword, cron) in table {
-            assert_eq!(freq.logrotate_keyword(), keyword);
-            assert_eq!(freq.cron_schedule(), cron);
+        for freq in LogrotateFrequency::ALL {
             assert_eq!(freq.as_str().parse::<LogrotateFrequency>().unwrap(), freq);
             assert_eq!(
                 serde_json::to_string(&freq).unwrap(),

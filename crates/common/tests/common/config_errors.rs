@@ -310,9 +310,7 @@ fn missing_directories_are_problems() {
             ),
             format!("{path}: logWatcherMetadataDirectory = {root}/file.txt: is not a directory"),
             format!("{toml}: artifact_cache_directory = : must not be empty"),
-            format!(
-                "{root}/etc/singularity.executor.toml: logrotate_conf_directory = {root}/no-logrotate: directory does not exist"
-            ),
+            // logrotate_conf_directory is unused (no logrotate): a missing one is no problem.
         ]
     );
 }
@@ -780,5 +778,41 @@ fn defaults_alone_render_with_a_note() {
              #   (none: defaults only)\nbase:\n"
         ),
         "{rendered}"
+    );
+}
+
+#[test]
+fn bad_additional_files_name_the_entry_field_and_value() {
+    let scratch = Scratch::new();
+    scratch.base_and_s3();
+    let path = scratch.write(
+        "etc/singularity.executor.yaml",
+        "globalTaskDefinitionDirectory: @ROOT@/tasks\ndefaultRunAsUser: root\n\
+         logrotateExtrasDateformat: \"%Y/%m\"\n\
+         logrotateAdditionalFiles:\n\
+         \x20 - logs/ok.log\n\
+         \x20 - filename: logs/a.log\n\
+         \x20   logrotateSizeOverride: 10MB\n\
+         \x20   dateformat: \"-%Q\"\n\
+         \x20 - /var/log/outside.log\n",
+    );
+    let problems = lines(&errors(&scratch.sources(), ConfigClass::FOR_EXECUTOR).problems);
+    assert_eq!(
+        problems,
+        [
+            format!("{path}: logrotateExtrasDateformat = %Y/%m: must not contain `/`"),
+            format!(
+                "{path}: logrotateAdditionalFiles[1].dateformat = -%Q: not a valid date format \
+                 (logrotate's are %Y %m %d %H %M %S %V %s)"
+            ),
+            format!(
+                "{path}: logrotateAdditionalFiles[1].logrotateSizeOverride = 10MB: expected a size \
+                 such as 10M, 500k, 1G or a byte count"
+            ),
+            format!(
+                "{path}: logrotateAdditionalFiles[2].filename = /var/log/outside.log: must be \
+                 relative to the task directory, without `..`"
+            ),
+        ]
     );
 }

@@ -5,8 +5,10 @@
 mod config_docs;
 mod config_errors;
 mod config_formats;
+mod config_hostile;
 mod keyfmt_table;
 mod naming_shared;
+mod parser_props;
 mod records_compat;
 mod records_roundtrip;
 mod task_logs_records;

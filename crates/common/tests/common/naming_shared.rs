@@ -146,6 +146,4 @@ fn names_with_colons_stay_consistent() {
         s3_metadata_file_name(id, "default", ".s3.json"),
         "my:req-dep1-1-1-h-r-default.s3.json"
     );
-    assert_eq!(logrotate_conf_name(id), id);
-    assert_eq!(cron_file_name(id), "my:req-dep1-1-1-h-r.logrotate");
 }

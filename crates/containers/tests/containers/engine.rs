@@ -4,72 +4,15 @@
 //! engine (`docker::*`, `podman::*`) and asserts the same outcomes on both.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use singularity_common::naming;
 use singularity_containers::image::archive_image_id;
-use singularity_containers::{
-    ContainerConfig, ContainerEngine, DockerEngine, EngineErrorKind, Signal,
-};
+use singularity_containers::{ContainerEngine, DockerEngine, EngineErrorKind, Signal};
 use singularity_test_support::{self as services, docker_cli, unique_name};
 
-/// The engine under test.
-struct Target {
-    /// `docker` or `podman`, as [`DockerEngine::version`] names it.
-    name: &'static str,
-    engine: DockerEngine,
-    /// The test image, as this engine knows it.
-    image: String,
-}
-
-impl Target {
-    fn docker() -> Self {
-        Self::at("docker", services::docker_socket())
-    }
-
-    fn podman() -> Self {
-        Self::at("podman", services::podman_socket())
-    }
-
-    fn at(name: &'static str, socket: PathBuf) -> Self {
-        let image = services::test_image_in(&socket);
-        Self {
-            name,
-            engine: DockerEngine::new(socket, Duration::from_secs(30)),
-            image,
-        }
-    }
-
-    fn busybox(&self, name: &str, cmd: &[&str]) -> ContainerConfig {
-        let mut config = ContainerConfig::new(name, &self.image);
-        config.cmd = Some(cmd.iter().map(|s| (*s).to_owned()).collect());
-        config
-    }
-}
-
-/// Each case as a `#[tokio::test]` per engine.
-macro_rules! on_both_engines {
-    ($($case:ident),* $(,)?) => {
-        mod docker {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(super::Target::docker()).await;
-                }
-            )*
-        }
-        mod podman {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(super::Target::podman()).await;
-                }
-            )*
-        }
-    };
-}
+use crate::support::{Target, run};
 
 on_both_engines!(
     the_engine_is_the_one_configured,
@@ -82,43 +25,6 @@ on_both_engines!(
     containers_are_listed_by_name_prefix_stopped_and_removed,
     a_command_runs_inside_a_running_container_with_its_env_and_exit_code,
 );
-
-/// Output collected from a container's attach stream.
-#[derive(Clone, Default)]
-struct Output(Arc<Mutex<Vec<u8>>>);
-
-impl Output {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
-    }
-
-    async fn wait_for(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.text().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "never printed {needle:?}: {:?}",
-                self.text()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-/// Creates, attaches and starts; returns the id and the output so far.
-async fn run(engine: &DockerEngine, config: &ContainerConfig) -> (String, Output) {
-    let id = engine.create(config).await.expect("create");
-    let mut stream = engine.attach(&id).await.expect("attach");
-    let output = Output::default();
-    let sink = output.clone();
-    tokio::spawn(async move {
-        while let Some(Ok(chunk)) = stream.next().await {
-            sink.0.lock().expect("lock").extend_from_slice(&chunk);
-        }
-    });
-    engine.start(&id).await.expect("start");
-    (id, output)
-}
 
 /// Runs until SIGTERM, then exits 7.
 const TRAPS_TERM: &str =

@@ -76,6 +76,12 @@ pub enum LaunchError {
         /// The cause, naming the file.
         source: MetadataError,
     },
+    /// The log settings cannot be honoured (a bad date format or compressor).
+    #[error("cannot manage the task's logs: {source}")]
+    LogSettings {
+        /// The cause, naming the key and value.
+        source: singularity_logs::LogError,
+    },
 }
 
 /// File-based health check ("Health-check file" in `docs/executor.md`).
@@ -108,6 +114,8 @@ pub struct LaunchPlan {
     pub healthcheck: Option<HealthcheckPlan>,
     /// The task definition written at launch.
     pub definition: TaskDefinition,
+    /// How the task's logs are written, rotated, compressed and finished.
+    pub log_settings: singularity_logs::LogSettings,
 }
 
 impl LaunchPlan {
@@ -186,6 +194,8 @@ pub fn prepare(
     let task_dir = naming::task_directory(&input.sandbox, &task_id);
     let app_dir = task_dir.join(&settings.executor.task_app_directory);
     let service_log = task_dir.join(data.effective_service_log());
+    let log_settings = singularity_logs::LogSettings::new(&settings.executor, &data, &task_dir)
+        .map_err(|source| LaunchError::LogSettings { source })?;
     let docker = crate::run::is_container(task.container.as_ref());
     // A container runs as its image (or `--user`) says: no user switch.
     let run_as = if docker {
@@ -272,6 +282,10 @@ pub fn prepare(
         cpus: scalar_resource(task, "cpus"),
         mem_mib: scalar_resource(task, "mem"),
         max_threads,
+        cpu_hard_limit: data
+            .cpu_hard_limit
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|n| *n > 0),
     };
     Ok(LaunchPlan {
         task_id,
@@ -282,6 +296,7 @@ pub fn prepare(
         max_threads,
         healthcheck,
         definition,
+        log_settings,
     })
 }
 

@@ -7,8 +7,11 @@
 //! ([`process::ProcessBackend`]) or a container ([`container::ContainerBackend`] on a
 //! Docker-API engine, [`oci::OciBackend`] with an OCI runtime and no daemon);
 //! [`select::SelectBackend`] picks one per task, and [`select::backends`] builds them from the
-//! settings. The backend owns the task's output and appends it to `service.log`.
+//! settings, wrapped in [`cgroup::CpuHardLimit`] for `cpuHardLimit`. The backend owns the
+//! task's output and hands it to the task's [`ServiceLog`] (`singularity-logs`), which writes
+//! and rotates `service.log`.
 
+pub mod cgroup;
 pub mod container;
 pub mod oci;
 pub mod process;
@@ -21,6 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use singularity_logs::ServiceLog;
 use singularity_mesos::ContainerInfo;
 
 /// Counts a task's threads on the blocking pool (a `/proc` or cgroup scan), for
@@ -110,6 +114,8 @@ pub struct TaskSpec {
     pub mem_mib: Option<f64>,
     /// The task's thread limit (`maxTaskThreads`).
     pub max_threads: Option<u64>,
+    /// CPUs the task may use at most (`cpuHardLimit`), enforced as a CFS quota.
+    pub cpu_hard_limit: Option<u64>,
 }
 
 impl TaskSpec {
@@ -179,14 +185,6 @@ pub enum BackendError {
     NoPid {
         /// The task.
         task_id: String,
-    },
-    /// Opening the service log failed.
-    #[error("cannot open {}: {source}", path.display())]
-    ServiceLog {
-        /// The log path.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
     },
     /// Signalling failed.
     #[error("cannot send {signal:?} to task {task_id}: {source}")]
@@ -341,6 +339,11 @@ pub trait TaskBackend: Send + Sync + fmt::Debug {
     fn before_staging<'a>(&'a self, _spec: &'a TaskSpec) -> Option<Preparation<'a>> {
         None
     }
-    /// Starts the task described by `spec`, once its artifacts are staged.
-    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, BackendError>>;
+    /// Starts the task described by `spec`, once its artifacts are staged; all its output
+    /// goes to `log`.
+    fn start<'a>(
+        &'a self,
+        spec: &'a TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> BoxFuture<'a, Result<StartedTask, BackendError>>;
 }

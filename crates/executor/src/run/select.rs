@@ -14,7 +14,9 @@ use std::time::Duration;
 use singularity_common::config::types::ContainerRuntime;
 use singularity_containers::DockerEngine;
 use singularity_containers::oci::{ImageStore, OciRuntime};
+use singularity_logs::ServiceLog;
 
+use super::cgroup::{CpuHardLimit, ExecutorCgroup};
 use super::container::{ContainerBackend, ContainerOptions};
 use super::oci::{OciBackend, OciOptions, runs_under_oci};
 use super::process::ProcessBackend;
@@ -67,8 +69,12 @@ impl TaskBackend for SelectBackend {
         self.pick(spec).before_staging(spec)
     }
 
-    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
-        self.pick(spec).start(spec)
+    fn start<'a>(
+        &'a self,
+        spec: &'a TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
+        self.pick(spec).start(spec, log)
     }
 }
 
@@ -85,7 +91,9 @@ pub enum BackendSetupError {
 
 /// The task backends the settings describe: process groups through the running executable's
 /// `__exec` helper, containers on the engine at `dockerSocket` (connected on first use), and
-/// daemonless containers with `ociRuntime` and the image store at `ociImageStoreDirectory`.
+/// daemonless containers with `ociRuntime` and the image store at `ociImageStoreDirectory`;
+/// containers under the executor's cgroup with `mesosCgroupIsolation`, all wrapped for
+/// `cpuHardLimit`.
 pub fn backends(settings: &Settings) -> Result<Arc<dyn TaskBackend>, BackendSetupError> {
     let process = ProcessBackend::from_current_exe()
         .map_err(|source| BackendSetupError::CurrentExe { source })?;
@@ -98,19 +106,29 @@ pub fn backends(settings: &Settings) -> Result<Arc<dyn TaskBackend>, BackendSetu
         &super::executor_env(),
         std::env::home_dir().as_deref(),
     );
-    let oci = OciBackend::new(
-        OciRuntime::new(
-            &settings.executor.oci_runtime,
-            settings.executor.oci_runtime_root.clone(),
-        ),
-        ImageStore::new(&settings.executor.oci_image_store_directory),
+    let executor = &settings.executor;
+    let cgroup = executor
+        .mesos_cgroup_isolation
+        .then(|| Arc::new(ExecutorCgroup::of_self(&executor.proc_cgroup_format)));
+    let mut oci = OciBackend::new(
+        OciRuntime::new(&executor.oci_runtime, executor.oci_runtime_root.clone()),
+        ImageStore::new(&executor.oci_image_store_directory),
         OciOptions::from_settings(settings, options.clone()),
     );
-    let container = ContainerBackend::new(engine, options);
-    Ok(Arc::new(SelectBackend::new(
+    let mut container = ContainerBackend::new(engine, options);
+    if let Some(cgroup) = &cgroup {
+        container = container.under(Arc::clone(cgroup));
+        oci = oci.under(Arc::clone(cgroup));
+    }
+    let select = SelectBackend::new(
         Arc::new(process),
         Arc::new(container),
         Arc::new(oci),
-        settings.executor.default_container_runtime,
+        executor.default_container_runtime,
+    );
+    Ok(Arc::new(CpuHardLimit::new(
+        Arc::new(select),
+        cgroup,
+        executor.default_cfs_period,
     )))
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use singularity_common::task_logs::LogPhase;
+use singularity_logs::ServiceLog;
 use singularity_mesos::{StatusUpdate, TaskId, TaskInfo, TaskState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use self::status_updates as messages;
 use self::status_updates::StatusSink;
 use self::supervisor::Supervisor;
+use crate::additional_logs;
 use crate::launch::{self, LaunchInput, LaunchPlan};
 use crate::records;
 use crate::run::TaskBackend;
@@ -253,7 +255,22 @@ pub async fn run_task(
         return finish_unstarted(&reporter, &plan, &env.settings).await;
     }
 
-    let started = match env.backend.start(&plan.spec).await {
+    let log = match ServiceLog::open(plan.log_settings.clone()) {
+        Ok(log) => Arc::new(log),
+        Err(error) => {
+            tracing::warn!(task_id, %error, "cannot open the service log");
+            let outcome = reporter
+                .finish(
+                    TaskState::TaskLost,
+                    messages::launch_failed(&task_id, &error.to_string()),
+                )
+                .await;
+            teardown::finish(&plan, &env.settings, None).await;
+            return outcome;
+        }
+    };
+    let extras = additional_logs::start(&plan, &env.settings);
+    let started = match env.backend.start(&plan.spec, Arc::clone(&log)).await {
         Ok(started) => started,
         Err(error) => {
             tracing::warn!(task_id, %error, "the process did not start");
@@ -263,7 +280,8 @@ pub async fn run_task(
                     messages::launch_failed(&task_id, &error.to_string()),
                 )
                 .await;
-            teardown::finish(&plan, &env.settings).await;
+            additional_logs::finish(&task_id, extras).await;
+            teardown::finish(&plan, &env.settings, Some(log)).await;
             return outcome;
         }
     };
@@ -289,7 +307,8 @@ pub async fn run_task(
     shell.end();
     let (state, message) = supervisor.terminal(exit).await;
     let outcome = reporter.finish(state, message).await;
-    teardown::finish(&plan, &env.settings).await;
+    additional_logs::finish(&task_id, extras).await;
+    teardown::finish(&plan, &env.settings, Some(log)).await;
     outcome
 }
 
@@ -347,6 +366,6 @@ async fn finish_unstarted(
             messages::KILLED_BEFORE_START.to_owned(),
         )
         .await;
-    teardown::finish(plan, settings).await;
+    teardown::finish(plan, settings, None).await;
     outcome
 }

@@ -23,15 +23,18 @@ fn harness(extra: &str) -> Harness {
     harness_idle(3_000, extra)
 }
 
-/// [`harness`] with the executor exiting `idle_ms` after its last task.
+/// [`harness`] with the executor exiting `idle_ms` after its last task. These executors do
+/// not run in a cgroup of their own (`cgroups.rs` tests the ones that do), so containers are
+/// where the engine puts them.
 fn harness_idle(idle_ms: u64, extra: &str) -> Harness {
     Harness::new(&format!(
-        "idleExecutorShutdownWaitMillis: {idle_ms}\nmaxTaskMessageLength: 400\ndockerSocket: {}\n{extra}",
+        "idleExecutorShutdownWaitMillis: {idle_ms}\nmaxTaskMessageLength: 400\ndockerSocket: {}\n\
+         mesosCgroupIsolation: false\n{extra}",
         services::docker_socket().display()
     ))
 }
 
-fn docker(image: &str) -> DockerInfo {
+pub(crate) fn docker(image: &str) -> DockerInfo {
     DockerInfo {
         image: image.to_owned(),
         network: Some("HOST".to_owned()),
@@ -44,7 +47,12 @@ fn docker(image: &str) -> DockerInfo {
 }
 
 /// A Docker task running `cmd` in `docker`'s image.
-fn docker_task(agent: &FakeAgent, id: &str, data: &Value, docker: DockerInfo) -> TaskInfo {
+pub(crate) fn docker_task(
+    agent: &FakeAgent,
+    id: &str,
+    data: &Value,
+    docker: DockerInfo,
+) -> TaskInfo {
     docker_task_with_volumes(agent, id, data, docker, Vec::new())
 }
 
@@ -70,7 +78,7 @@ fn docker_task_with_volumes(
     task
 }
 
-fn container_name(id: &str) -> String {
+pub(crate) fn container_name(id: &str) -> String {
     naming::container_name(naming::DEFAULT_DOCKER_PREFIX, id)
 }
 
@@ -89,7 +97,12 @@ fn parameter(key: &str, value: &str) -> Parameter {
 }
 
 /// Waits for the task's RUNNING and for `needle` in its service log.
-async fn running_and_printed(agent: &FakeAgent, harness: &Harness, id: &str, needle: &str) {
+pub(crate) async fn running_and_printed(
+    agent: &FakeAgent,
+    harness: &Harness,
+    id: &str,
+    needle: &str,
+) {
     wait_state(agent, id, TaskState::TaskRunning).await;
     let deadline = Instant::now() + SOON;
     while !harness.service_log(id).contains(needle) {
@@ -116,7 +129,7 @@ async fn launch_ready(agent: &FakeAgent, harness: &Harness, data: &Value) -> Str
     id
 }
 
-fn message(status: &singularity_mesos::TaskStatus) -> String {
+pub(crate) fn message(status: &singularity_mesos::TaskStatus) -> String {
     status.message.clone().unwrap_or_default()
 }
 
@@ -974,7 +987,7 @@ fn a_standalone_deploy_with_container_info_runs_in_a_container() {
         .find(|p| p.is_dir())
         .expect("task directory");
     assert_eq!(
-        std::fs::read_to_string(task_dir.join("service.log")).expect("service.log"),
+        crate::support::task_output(&task_dir),
         "standalone hello from boxed\n"
     );
 }
@@ -1012,4 +1025,27 @@ async fn a_destroy_kills_a_container_at_once_during_its_grace() {
     assert!(!container_exists(&container_name(&id)));
     assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
     assert_no_rejections(&agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containers_output_is_rotated_like_a_process() {
+    let harness = harness_idle(300, "maxServiceLogSizeMb: 1");
+    let agent = FakeAgent::start("fw-1", "ex-1").await;
+    let mut executor = harness.spawn(&agent, true);
+    let id = task_id();
+    agent.launch(docker_task(
+        &agent,
+        &id,
+        &json!({"cmd": "seq 1 1500000"}),
+        docker(&services::test_image()),
+    ));
+    let status = wait_terminal(&agent, &id).await;
+    assert_eq!(
+        status.state,
+        TaskState::TaskFinished,
+        "{:#?}",
+        summary(&agent)
+    );
+    assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
+    crate::logs::assert_rotated_sequence(&harness.task_dir(&id), 1_500_000, 10);
 }

@@ -5,11 +5,15 @@
 //!
 //! One module per topic; [`support`] and [`staging_support`] hold what they share.
 
+mod additional_logs;
 mod artifacts;
+mod cgroups;
 mod docker;
+mod hostile_launch;
 mod kills;
 mod lifecycle;
 mod limits;
+mod logs;
 mod metadata_files;
 mod oci;
 mod shell_commands;

@@ -61,7 +61,7 @@ fn a_deploy_json_runs_to_finished_and_exits_zero() {
         .and_then(|n| n.to_str())
         .unwrap_or_default();
     assert!(name.starts_with("my-request-d1-"), "{name}");
-    let log = std::fs::read_to_string(task_dir.join("service.log")).expect("service.log");
+    let log = crate::support::task_output(&task_dir);
     assert!(log.contains("hi from my-request\n"), "{log}");
     assert!(
         log.contains(&format!("{}\n", task_dir.join("app").display())),
@@ -130,7 +130,7 @@ fn a_mesos_task_info_runs_in_a_new_directory_by_default() {
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with("singularity-run-"))
     );
-    let log = std::fs::read_to_string(sandbox.join(&id).join("service.log")).expect("log");
+    let log = crate::support::task_output(&sandbox.join(&id));
     assert_eq!(log, "from-task-info\n");
 }
 

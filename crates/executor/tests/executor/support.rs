@@ -17,6 +17,9 @@ use tokio::process::{Child, Command};
 /// The executor binary under test.
 pub const EXECUTOR: &str = env!("CARGO_BIN_EXE_singularity-executor");
 
+/// The default `logrotateDateformat`, without its leading `-`: how rotated logs are named.
+pub const DATEFORMAT: &str = "%Y%m%d%s";
+
 /// How long a test waits for something that should take well under a second.
 pub const SOON: Duration = Duration::from_secs(20);
 
@@ -128,6 +131,35 @@ impl Harness {
             .expect("spawn the executor")
     }
 
+    /// [`Harness::spawn_with_env`] with the executor started inside `cgroup`, as a Mesos agent
+    /// starts it inside the cgroup it made for the task: a shell enters the cgroup and
+    /// `exec`s the executor.
+    pub fn spawn_in_cgroup(
+        &self,
+        agent: &FakeAgent,
+        cgroup: &singularity_test_support::TestCgroup,
+        env: &[(&str, &str)],
+    ) -> Child {
+        let stderr = fs::File::create(self.stderr_path()).expect("stderr file");
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("{}exec \"$0\" \"$@\"", cgroup.enter_line()))
+            .arg(EXECUTOR)
+            .arg("--config-dir")
+            .arg(&self.config_dir)
+            .env_remove("SINGULARITY_CONFIG_DIR")
+            .env("RUST_LOG", "info,singularity_executor=debug")
+            .envs(agent.env_for_executor(&self.sandbox, true))
+            .envs(env.iter().copied())
+            .current_dir(&self.sandbox)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the executor in its cgroup")
+    }
+
     /// A standalone `run` command (not started).
     pub fn run_command(&self, task_file: &Path, sandbox: &Path) -> std::process::Command {
         let mut command = std::process::Command::new(EXECUTOR);
@@ -147,9 +179,26 @@ impl Harness {
         self.sandbox.join(task_id.replace(':', "_"))
     }
 
+    /// Everything the task wrote so far: its rotated logs, then the live service.log.
     pub fn service_log(&self, task_id: &str) -> String {
-        fs::read_to_string(self.task_dir(task_id).join("service.log")).unwrap_or_default()
+        task_output(&self.task_dir(task_id))
     }
+}
+
+/// Everything a task in `task_dir` wrote: the rotated service logs in `logs/` decompressed,
+/// oldest first, then what is left in `service.log` (teardown rotates it away).
+pub fn task_output(task_dir: &Path) -> String {
+    let mut out = Vec::new();
+    let logs = task_dir.join("logs");
+    if logs.is_dir() {
+        for file in singularity_logs::names::segments_in_order(&logs, "service.log", DATEFORMAT)
+            .expect("list rotated logs")
+        {
+            out.extend(singularity_logs::compress::read_decompressed(&file).expect("decompress"));
+        }
+    }
+    out.extend(fs::read(task_dir.join("service.log")).unwrap_or_default());
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The name of the user running the tests.

@@ -3,3 +3,4 @@
 
 mod client;
 mod json;
+mod recordio_props;

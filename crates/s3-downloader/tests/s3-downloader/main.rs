@@ -6,10 +6,14 @@ mod support;
 
 mod cache_eviction;
 mod cache_reconcile;
+mod crash_sweep;
 mod fetch_s3;
+mod full_disk;
+mod hostile_http;
 mod http_binary;
 mod http_download;
 mod http_placement;
 mod http_requests;
 mod http_shutdown;
 mod http_unix_socket;
+mod hung_s3;

@@ -25,7 +25,7 @@ use crate::support::{self, Env, data, files_in, server_with_bucket, wait_until};
 const WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// `METHOD uri` of every request sent.
     requests: Mutex<Vec<String>>,
     /// While set, successful PutObject answers carry this ETag instead of S3's.
@@ -33,7 +33,7 @@ struct Seen {
 }
 
 impl Seen {
-    fn requests(&self, method: &str, uri_part: &str) -> usize {
+    pub(crate) fn requests(&self, method: &str, uri_part: &str) -> usize {
         self.requests
             .lock()
             .unwrap()
@@ -107,7 +107,7 @@ impl S3ClientFactory for WatchedClients {
     }
 }
 
-fn watched(env: &Env) -> (Arc<dyn S3ClientFactory>, Arc<Seen>) {
+pub(crate) fn watched(env: &Env) -> (Arc<dyn S3ClientFactory>, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let clients = WatchedClients {
         inner: configured_clients(&env.settings().s3, Duration::from_secs(5)),

@@ -6,5 +6,10 @@ mod support;
 
 mod binary;
 mod confirmation;
+mod crash_sweep;
+mod dead_uploads;
+mod full_disk;
+mod hostile_metadata;
+mod hung_s3;
 mod recovery;
 mod uploads;

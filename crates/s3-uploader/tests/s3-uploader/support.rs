@@ -403,6 +403,8 @@ pub struct Proxy {
     pub bytes_up: Arc<AtomicU64>,
     /// Bytes per second from clients; 0: unlimited.
     pub rate: Arc<AtomicU64>,
+    /// CompleteMultipartUpload requests seen (`POST` with an `uploadId`).
+    pub completions: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -414,8 +416,10 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let bytes_up = Arc::new(AtomicU64::new(0));
         let rate = Arc::new(AtomicU64::new(rate));
+        let completions = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (b, r, s) = (bytes_up.clone(), rate.clone(), stop.clone());
+        let c = completions.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -430,7 +434,7 @@ impl Proxy {
                     let Ok(Ok((client, _))) = accepted else {
                         continue;
                     };
-                    let (b, r) = (b.clone(), r.clone());
+                    let (b, r, c) = (b.clone(), r.clone(), c.clone());
                     tokio::spawn(async move {
                         let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
                             return;
@@ -448,6 +452,7 @@ impl Proxy {
                                     Ok(n) => n,
                                 };
                                 b.fetch_add(n as u64, Ordering::Relaxed);
+                                c.fetch_add(completions_in(&buf[..n]), Ordering::Relaxed);
                                 let rate = r.load(Ordering::Relaxed);
                                 if rate > 0 {
                                     let secs = n as f64 / rate as f64;
@@ -472,6 +477,7 @@ impl Proxy {
             addr,
             bytes_up,
             rate,
+            completions,
             stop,
             thread: Some(thread),
         }
@@ -480,6 +486,25 @@ impl Proxy {
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// Request lines of CompleteMultipartUpload in a chunk a client sent (request lines arrive
+/// whole at the start of a write).
+fn completions_in(chunk: &[u8]) -> u64 {
+    let mut found = 0;
+    let mut rest = chunk;
+    while let Some(at) = rest.windows(6).position(|w| w == b"POST /") {
+        let line = &rest[at..];
+        let end = line
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or(line.len());
+        if line[..end].windows(9).any(|w| w == b"uploadId=") {
+            found += 1;
+        }
+        rest = &line[end..];
+    }
+    found
 }
 
 impl Drop for Proxy {

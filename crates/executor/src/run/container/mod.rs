@@ -8,10 +8,11 @@
 //! or `force_pull_image` is set, with `maxDockerPullAttempts` attempts inside one deadline.
 //! After staging, a `docker-archive://` tarball is loaded unless its image is already
 //! present; the image description is written to `docker_image.json`; the container is
-//! created, attached (so no output is missed), started, and its output appended to
-//! `service.log`. Kills signal the container's main process at once. When it ends, the
+//! created, attached (so no output is missed), started, and its output handed to the task's
+//! service log writer. Kills signal the container's main process at once. When it ends, the
 //! output is drained and the container removed.
 
+pub mod host_paths;
 pub mod plan;
 
 use std::fs::File;
@@ -24,16 +25,20 @@ use futures_util::StreamExt as _;
 use singularity_common::naming;
 use singularity_containers::image::{self, PullError, PullPolicy};
 use singularity_containers::{
-    ContainerEngine, EngineError, EngineErrorKind, OutputStream, Signal, cgroup,
+    ContainerConfig, ContainerEngine, EngineError, EngineErrorKind, OutputStream, Signal, cgroup,
+    own_container,
 };
+use singularity_logs::ServiceLog;
+use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 pub use plan::{ContainerOptions, PlanError};
 
+use self::host_paths::{HostPaths, NoHostPath};
 use self::plan::{ImageSource, plan};
-use crate::run::process::open_append;
+use super::cgroup::ExecutorCgroup;
 use crate::run::{
     BackendError, BoxFuture, ContainerExec, ExitStatus, Preparation, RunningCommand, ShellPlace,
     StartedTask, StopSignal, TaskBackend, TaskControl, TaskSpec, count_threads_blocking,
@@ -117,6 +122,17 @@ pub enum ContainerError {
         /// The engine's error.
         source: EngineError,
     },
+    /// A bind mount's source has no path on the engine's host.
+    #[error(transparent)]
+    NoHostPath(#[from] NoHostPath),
+    /// The executor's own container could not be inspected for its mounts.
+    #[error("cannot learn the mounts of the executor's own container {id}: {source}")]
+    OwnMounts {
+        /// The executor's container.
+        id: String,
+        /// The engine's error.
+        source: EngineError,
+    },
     /// A blocking step panicked or was cancelled.
     #[error(transparent)]
     Join(#[from] tokio::task::JoinError),
@@ -127,6 +143,12 @@ pub enum ContainerError {
 pub struct ContainerBackend<E> {
     engine: Arc<E>,
     options: ContainerOptions,
+    /// Learnt on the first container task: the executor's own container does not change.
+    host_paths: OnceCell<HostPaths>,
+    /// Containers are created under this cgroup when set (`mesosCgroupIsolation`).
+    executor_cgroup: Option<Arc<ExecutorCgroup>>,
+    /// The parent as the engine spells it, once learnt; `None`: not under it.
+    cgroup_parent: OnceCell<Option<String>>,
 }
 
 fn signal_of(signal: StopSignal) -> Signal {
@@ -137,12 +159,104 @@ fn signal_of(signal: StopSignal) -> Signal {
 }
 
 impl<E: ContainerEngine> ContainerBackend<E> {
-    /// A backend creating containers on `engine`.
+    /// A backend creating containers on `engine`, with limits of their own
+    /// ([`ContainerBackend::under`] puts them under the executor's cgroup instead).
     pub fn new(engine: E, options: ContainerOptions) -> Self {
         Self {
             engine: Arc::new(engine),
             options,
+            host_paths: OnceCell::new(),
+            executor_cgroup: None,
+            cgroup_parent: OnceCell::new(),
         }
+    }
+
+    /// Creates containers under `cgroup` when the engine can (see [`ContainerBackend::cgroup_parent`]).
+    pub fn under(mut self, cgroup: Arc<ExecutorCgroup>) -> Self {
+        self.executor_cgroup = Some(cgroup);
+        self
+    }
+
+    /// The cgroup parent of every container, as the engine spells it: the executor's cgroup,
+    /// once the engine's cgroup driver is known. When there is none to use, containers get
+    /// limits of their own and the reason is logged once; an engine that does not answer is
+    /// asked again for the next task.
+    pub async fn cgroup_parent(&self) -> Option<&str> {
+        let cgroup = self.executor_cgroup.as_ref()?;
+        let resolved = self
+            .cgroup_parent
+            .get_or_try_init(|| async {
+                let path = match cgroup.path() {
+                    Ok(path) => path,
+                    Err(reason) => {
+                        tracing::warn!(
+                            reason,
+                            "containers are not created under the executor's cgroup; they get limits of their own"
+                        );
+                        return Ok(None);
+                    }
+                };
+                let driver = self.engine.cgroup_driver().await?;
+                match cgroup::engine_parent(driver, path) {
+                    Ok(parent) => {
+                        tracing::info!(parent, "containers are created under the executor's cgroup");
+                        Ok(Some(parent))
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            reason = %error,
+                            "containers are not created under the executor's cgroup; they get limits of their own"
+                        );
+                        Ok(None)
+                    }
+                }
+            })
+            .await;
+        match resolved {
+            Ok(parent) => parent.as_deref(),
+            Err::<_, EngineError>(error) => {
+                tracing::warn!(%error, "cannot learn the engine's cgroup driver; this container gets limits of its own");
+                None
+            }
+        }
+    }
+
+    /// Turns the bind sources (and `HOST_SANDBOX_DIR`) of `config` into paths on the engine's
+    /// host ([`host_paths`]).
+    async fn to_host_paths(&self, config: &mut ContainerConfig) -> Result<(), ContainerError> {
+        let paths = self
+            .host_paths
+            .get_or_try_init(|| async {
+                let own = own_container::own_container_id();
+                HostPaths::resolve(&*self.engine, &self.options.host_path_mappings, own.clone())
+                    .await
+                    .map_err(|source| ContainerError::OwnMounts {
+                        id: own.unwrap_or_default(),
+                        source,
+                    })
+            })
+            .await?;
+        if *paths == HostPaths::Same {
+            return Ok(());
+        }
+        for bind in &mut config.binds {
+            // A relative source is a named volume, which the engine resolves itself.
+            if Path::new(&bind.host).is_absolute() {
+                bind.host = paths
+                    .host_path(Path::new(&bind.host))?
+                    .display()
+                    .to_string();
+            }
+        }
+        for var in &mut config.env {
+            if let Some(dir) = var.strip_prefix("HOST_SANDBOX_DIR=") {
+                *var = format!(
+                    "HOST_SANDBOX_DIR={}",
+                    paths.host_path(Path::new(dir))?.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The engine.
@@ -151,7 +265,7 @@ impl<E: ContainerEngine> ContainerBackend<E> {
     }
 
     async fn prepare(&self, spec: &TaskSpec) -> Result<(), ContainerError> {
-        let plan = plan(spec, &self.options)?;
+        let plan = plan(spec, &self.options, None)?;
         let ImageSource::Registry(image) = &plan.image else {
             return Ok(());
         };
@@ -231,18 +345,19 @@ impl<E: ContainerEngine> ContainerBackend<E> {
             .map_err(|source| ContainerError::WriteDescription { path, source })
     }
 
-    async fn start_container(&self, spec: &TaskSpec) -> Result<StartedTask, BackendError> {
-        let mut plan = plan(spec, &self.options).map_err(ContainerError::from)?;
+    async fn start_container(
+        &self,
+        spec: &TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> Result<StartedTask, BackendError> {
+        let parent = self.cgroup_parent().await;
+        let mut plan = plan(spec, &self.options, parent).map_err(ContainerError::from)?;
+        self.to_host_paths(&mut plan.config).await?;
         if let ImageSource::Archive { path } = &plan.image {
             plan.config.image = self.load_archive(&spec.task_id, path).await?;
         }
         self.write_image_description(&plan.config.image, &spec.task_dir)
             .await?;
-        let log = open_append(&spec.service_log).map_err(|source| BackendError::ServiceLog {
-            path: spec.service_log.clone(),
-            source,
-        })?;
-
         let name = plan.config.name.clone();
         let id = match self.engine.create(&plan.config).await {
             Err(error) if error.kind == EngineErrorKind::Conflict => {
@@ -348,7 +463,7 @@ impl<E: ContainerEngine> TaskBackend for ContainerBackend<E> {
     }
 
     fn before_staging<'a>(&'a self, spec: &'a TaskSpec) -> Option<Preparation<'a>> {
-        let pulls = plan(spec, &self.options)
+        let pulls = plan(spec, &self.options, None)
             .map(|p| matches!(p.image, ImageSource::Registry(_)))
             .unwrap_or(false);
         Some(Preparation {
@@ -357,8 +472,12 @@ impl<E: ContainerEngine> TaskBackend for ContainerBackend<E> {
         })
     }
 
-    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
-        Box::pin(self.start_container(spec))
+    fn start<'a>(
+        &'a self,
+        spec: &'a TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
+        Box::pin(self.start_container(spec, log))
     }
 }
 
@@ -435,7 +554,7 @@ impl<E: ContainerEngine> ContainerExec for ContainerShell<E> {
                 .map_err(io::Error::other)?;
             let engine = Arc::clone(&self.engine);
             let exit = Box::pin(async move {
-                pump(session.output, output).await;
+                copy_to_file(session.output, output).await;
                 let deadline = Instant::now() + EXEC_EXIT_SETTLE;
                 loop {
                     match engine.exec_exit_code(&session.id).await {
@@ -460,15 +579,29 @@ impl<E: ContainerEngine> ContainerExec for ContainerShell<E> {
     }
 }
 
-/// Copies the container's output into the service log until it ends.
-async fn pump(mut output: OutputStream, log: File) {
+/// Copies a shell command's output into its own file until it ends.
+async fn copy_to_file(mut output: OutputStream, file: File) {
     while let Some(chunk) = output.next().await {
         match chunk {
             Ok(bytes) => {
-                if let Err(error) = (&log).write_all(&bytes) {
-                    tracing::warn!(%error, "cannot append container output to the service log");
+                if let Err(error) = (&file).write_all(&bytes) {
+                    tracing::warn!(%error, "cannot append the command's output to its file");
                 }
             }
+            Err(error) => {
+                tracing::warn!(%error, "command output interrupted");
+                return;
+            }
+        }
+    }
+}
+
+/// Copies the container's output (stdout and stderr, as the engine multiplexes them) into
+/// the service log writer until it ends.
+async fn pump(mut output: OutputStream, log: Arc<ServiceLog>) {
+    while let Some(chunk) = output.next().await {
+        match chunk {
+            Ok(bytes) => log.write(&bytes),
             Err(error) => {
                 tracing::warn!(%error, "container output interrupted");
                 return;

@@ -72,14 +72,19 @@ pub struct ContainerOptions {
     pub inherited: Vec<(String, String)>,
     /// The executor's environment, for `-e NAME` parameters without a value.
     pub executor_env: BTreeMap<String, String>,
-    /// Memory, cpu and pids limits from the task (`dockerLimitsFromResources`).
+    /// Memory, cpu and pids limits from the task (`dockerLimitsFromResources`), for
+    /// containers not created under the executor's cgroup.
     pub limits_from_resources: bool,
+    /// CFS period of `cpuHardLimit` in µs (`defaultCfsPeriod`).
+    pub cfs_period_us: u64,
     /// Registry credentials (`dockerAuthConfig`).
     pub auth: Option<AuthSource>,
     /// Pull attempts (`maxDockerPullAttempts`, at least 1).
     pub pull_attempts: u32,
     /// Deadline of a pull, all attempts together.
     pub pull_timeout: Duration,
+    /// `dockerHostPathMappings` ([`super::host_paths`]).
+    pub host_path_mappings: BTreeMap<PathBuf, PathBuf>,
 }
 
 impl ContainerOptions {
@@ -103,12 +108,14 @@ impl ContainerOptions {
             inherited,
             executor_env,
             limits_from_resources: executor.docker_limits_from_resources,
+            cfs_period_us: executor.default_cfs_period,
             auth: executor
                 .docker_auth_config
                 .as_ref()
                 .and_then(|c| AuthSource::from_config(c, home)),
             pull_attempts: executor.max_docker_pull_attempts.max(1),
             pull_timeout: Duration::from_secs(executor.docker_pull_timeout_seconds.max(1)),
+            host_path_mappings: executor.docker_host_path_mappings.clone(),
         }
     }
 }
@@ -121,9 +128,11 @@ impl Default for ContainerOptions {
             inherited: Vec::new(),
             executor_env: BTreeMap::new(),
             limits_from_resources: false,
+            cfs_period_us: 100_000,
             auth: None,
             pull_attempts: 2,
             pull_timeout: Duration::from_secs(600),
+            host_path_mappings: BTreeMap::new(),
         }
     }
 }
@@ -417,8 +426,16 @@ fn apply_parameter(
     Ok(())
 }
 
-/// The container of a task whose `TaskInfo.container.docker` is set.
-pub fn plan(spec: &TaskSpec, options: &ContainerOptions) -> Result<ContainerPlan, PlanError> {
+/// The container of a task whose `TaskInfo.container.docker` is set, created under
+/// `cgroup_parent` (the executor's cgroup, as the engine spells it) when given. Under it, the
+/// agent's limits of the executor's cgroup hold the container and `cpuHardLimit` is the
+/// executor cgroup's quota ([`crate::run::cgroup`]); without it, the container gets limits of
+/// its own: `dockerLimitsFromResources`, and `cpuHardLimit` as its CFS quota.
+pub fn plan(
+    spec: &TaskSpec,
+    options: &ContainerOptions,
+    cgroup_parent: Option<&str>,
+) -> Result<ContainerPlan, PlanError> {
     let container = spec
         .container
         .as_ref()
@@ -464,7 +481,15 @@ pub fn plan(spec: &TaskSpec, options: &ContainerOptions) -> Result<ContainerPlan
         })?;
     config.cmd = (!words.is_empty()).then_some(words);
 
-    if options.limits_from_resources {
+    config.cgroup_parent = cgroup_parent.map(str::to_owned);
+    if cgroup_parent.is_none()
+        && let Some(cores) = spec.cpu_hard_limit
+    {
+        let period = options.cfs_period_us.max(1);
+        config.cpu_period = i64::try_from(period).ok();
+        config.cpu_quota = i64::try_from(cores.saturating_mul(period)).ok();
+    }
+    if options.limits_from_resources && cgroup_parent.is_none() {
         config.memory = spec
             .mem_mib
             .filter(|m| *m > 0.0)
@@ -551,6 +576,7 @@ mod tests {
             cpus: Some(0.5),
             mem_mib: Some(64.0),
             max_threads: Some(100),
+            cpu_hard_limit: None,
         }
     }
 
@@ -599,7 +625,12 @@ mod tests {
 
     #[test]
     fn a_plain_container_gets_the_sandbox_env_workdir_and_command() {
-        let plan = plan(&spec(docker("busybox:1")), &ContainerOptions::default()).expect("plan");
+        let plan = plan(
+            &spec(docker("busybox:1")),
+            &ContainerOptions::default(),
+            None,
+        )
+        .expect("plan");
         assert_eq!(plan.config.name, "se-req-dep-1-1-host-rack");
         assert_eq!(plan.config.image, "busybox:1");
         assert_eq!(plan.config.network, NetworkMode::Host);
@@ -649,7 +680,7 @@ mod tests {
             ],
             ..ContainerOptions::default()
         };
-        let plan = plan(&spec(docker("busybox")), &options).expect("plan");
+        let plan = plan(&spec(docker("busybox")), &options, None).expect("plan");
         assert_eq!(
             env_of(&plan)[..2],
             ["TASK_ID=req-dep-1-1-host-rack", "DC=east"]
@@ -691,7 +722,7 @@ mod tests {
                 source: None,
             },
         ];
-        let plan = plan(&s, &ContainerOptions::default()).expect("plan");
+        let plan = plan(&s, &ContainerOptions::default(), None).expect("plan");
         assert_eq!(plan.config.network, NetworkMode::Bridge);
         assert!(plan.config.privileged);
         assert_eq!(
@@ -748,7 +779,7 @@ mod tests {
             parameter("shm-size", "1g"),
             parameter("workdir", "/work"),
         ];
-        let plan = plan(&spec(d), &ContainerOptions::default()).expect("plan");
+        let plan = plan(&spec(d), &ContainerOptions::default(), None).expect("plan");
         let c = &plan.config;
         assert_eq!(c.memory, Some(512 * 1024 * 1024));
         assert_eq!(c.nano_cpus, Some(1_500_000_000));
@@ -787,14 +818,14 @@ mod tests {
         let mut d = docker("busybox");
         d.parameters = vec![parameter("volumes-from", "other")];
         assert_eq!(
-            plan(&spec(d.clone()), &ContainerOptions::default())
+            plan(&spec(d.clone()), &ContainerOptions::default(), None)
                 .expect_err("unsupported")
                 .to_string(),
             "unsupported docker parameter --volumes-from"
         );
         d.parameters = vec![parameter("memory", "lots")];
         assert_eq!(
-            plan(&spec(d), &ContainerOptions::default())
+            plan(&spec(d), &ContainerOptions::default(), None)
                 .expect_err("invalid")
                 .to_string(),
             "docker parameter --memory has an invalid value `lots`"
@@ -807,14 +838,47 @@ mod tests {
             limits_from_resources: true,
             ..ContainerOptions::default()
         };
-        let plan_a = plan(&spec(docker("busybox")), &options).expect("plan");
+        let plan_a = plan(&spec(docker("busybox")), &options, None).expect("plan");
         assert_eq!(plan_a.config.memory, Some(64 * 1024 * 1024));
         assert_eq!(plan_a.config.nano_cpus, Some(500_000_000));
         assert_eq!(plan_a.config.pids_limit, Some(100));
         let mut d = docker("busybox");
         d.parameters = vec![parameter("memory", "32m")];
-        let plan_b = plan(&spec(d), &options).expect("plan");
+        let plan_b = plan(&spec(d), &options, None).expect("plan");
         assert_eq!(plan_b.config.memory, Some(32 * 1024 * 1024));
+    }
+
+    #[test]
+    fn under_the_executors_cgroup_the_agents_limits_hold_instead_of_the_containers_own() {
+        let options = ContainerOptions {
+            limits_from_resources: true,
+            cfs_period_us: 50_000,
+            ..ContainerOptions::default()
+        };
+        let mut s = spec(docker("busybox"));
+        s.cpu_hard_limit = Some(2);
+        let under = plan(&s, &options, Some("/mesos/0f1e")).expect("plan");
+        assert_eq!(under.config.cgroup_parent.as_deref(), Some("/mesos/0f1e"));
+        assert_eq!(
+            (
+                under.config.memory,
+                under.config.nano_cpus,
+                under.config.pids_limit
+            ),
+            (None, None, None)
+        );
+        assert_eq!(
+            (under.config.cpu_quota, under.config.cpu_period),
+            (None, None)
+        );
+
+        let own = plan(&s, &options, None).expect("plan");
+        assert_eq!(own.config.cgroup_parent, None);
+        assert_eq!(own.config.memory, Some(64 * 1024 * 1024));
+        assert_eq!(
+            (own.config.cpu_quota, own.config.cpu_period),
+            (Some(100_000), Some(50_000))
+        );
     }
 
     #[test]
@@ -833,13 +897,13 @@ mod tests {
         let mut s = spec(docker("busybox"));
         s.command = String::new();
         assert_eq!(
-            plan(&s, &ContainerOptions::default())
+            plan(&s, &ContainerOptions::default(), None)
                 .expect("plan")
                 .config
                 .cmd,
             None
         );
         s.command = "echo 'unterminated".into();
-        assert!(plan(&s, &ContainerOptions::default()).is_err());
+        assert!(plan(&s, &ContainerOptions::default(), None).is_err());
     }
 }

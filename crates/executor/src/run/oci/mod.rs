@@ -17,13 +17,16 @@
 //!   env, working directory and user under the task's; a read-only root with a fresh `/tmp`
 //!   and the sandbox at `/mnt/mesos/sandbox`; network host or none; memory, CPU and pids limits
 //!   from the task's resources always; rlimits from `--ulimit` and `maxOpenFiles`;
-//! - `run` in the foreground: its output is appended to `service.log`, its exit code is the
+//! - the container's cgroup: under the executor's (`mesosCgroupIsolation`), else under
+//!   `/singularity`;
+//! - `run` in the foreground: its output goes to the task's service log writer (which writes
+//!   and rotates `service.log`), its exit code is the
 //!   task's; kills signal the container's init; the OOM kill count is read from the
 //!   container's memory cgroup; the container's state and bundle are removed at the end.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus as ProcessStatus;
 use std::sync::{Arc, Mutex};
@@ -33,19 +36,21 @@ use singularity_containers::oci::{
     BundleConfig, ImageStore, OciError, OciRuntime, StoredImage, oom_killed, registry, runtime_spec,
 };
 use singularity_containers::{ContainerConfig, Signal, cgroup};
+use singularity_logs::ServiceLog;
 use singularity_mesos::types::ContainerType;
 use singularity_mesos::{ContainerInfo, DockerInfo};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 
+use super::cgroup::ExecutorCgroup;
 use super::container::plan::{ContainerOptions, ImageSource, PlanError, plan};
-use super::process::open_append;
 use super::{
     BackendError, BoxFuture, ContainerExec, ExitStatus, RunningCommand, ShellPlace, StartedTask,
     StopSignal, TaskBackend, TaskControl, TaskSpec, count_threads_blocking,
 };
 use crate::settings::Settings;
 
-/// Cgroup parent of every daemonless container (`<hierarchy>/singularity/se-<taskId>`).
+/// Cgroup parent of daemonless containers outside the executor's cgroup
+/// (`<hierarchy>/singularity/se-<taskId>`).
 pub const CGROUP_PARENT: &str = "/singularity";
 
 /// Why a daemonless container could not be planned or run. The messages are the status
@@ -128,6 +133,9 @@ pub struct OciBackend {
     in_use: Arc<Mutex<HashMap<String, String>>>,
     /// Registry images pulled before staging, by task.
     pulled: Mutex<HashMap<String, StoredImage>>,
+    /// Containers are created under this cgroup when it has a usable path
+    /// (`mesosCgroupIsolation`).
+    executor_cgroup: Option<Arc<ExecutorCgroup>>,
 }
 
 /// The `docker` description of a task's container as the OCI backend runs it: a Docker
@@ -205,7 +213,9 @@ fn plan_task(
     info.docker = Some(docker_info(container)?);
     info.kind = Some(ContainerType::Docker);
     as_docker.container = Some(info);
-    let planned = plan(&as_docker, options)?;
+    // Limits of its own even under the executor's cgroup: the runtime, not an engine, is
+    // the container's only bound when the agent has no cgroup isolation.
+    let planned = plan(&as_docker, options, None)?;
     let config = planned.config;
     for (set, parameter) in [
         (config.privileged, "--privileged"),
@@ -231,7 +241,32 @@ impl OciBackend {
             options,
             in_use: Arc::default(),
             pulled: Mutex::default(),
+            executor_cgroup: None,
         }
+    }
+
+    /// Creates containers under `cgroup` when it has a path; under [`CGROUP_PARENT`] otherwise.
+    pub fn under(mut self, cgroup: Arc<ExecutorCgroup>) -> Self {
+        self.executor_cgroup = Some(cgroup);
+        self
+    }
+
+    /// The cgroup (relative to the hierarchy roots) the container named `name` is created in.
+    /// The runtime's default cgroupfs driver takes the executor's path as it is.
+    fn cgroups_path(&self, task_id: &str, name: &str) -> String {
+        let parent = match self.executor_cgroup.as_deref().map(ExecutorCgroup::path) {
+            Some(Ok(path)) => path.trim_end_matches('/'),
+            Some(Err(reason)) => {
+                tracing::warn!(
+                    task_id,
+                    reason,
+                    "the container is not created under the executor's cgroup"
+                );
+                CGROUP_PARENT
+            }
+            None => CGROUP_PARENT,
+        };
+        format!("{parent}/{name}")
     }
 
     /// Pulls the task's registry image (nothing for an archive).
@@ -318,16 +353,17 @@ impl OciBackend {
         Ok(image)
     }
 
-    async fn start_container(&self, spec: &TaskSpec) -> Result<StartedTask, OciTaskError> {
+    async fn start_container(
+        &self,
+        spec: &TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> Result<StartedTask, OciTaskError> {
         let (source, config) = plan_task(spec, &self.options.container)?;
         let image = self.image(&spec.task_id, &source).await?;
-        let bundle_config = bundle_config(spec, &config, &image)?;
+        let cgroups_path = self.cgroups_path(&spec.task_id, &config.name);
+        let bundle_config = bundle_config(spec, &config, &image, cgroups_path)?;
         let bundle = self.store.dir().join("bundles").join(&config.name);
         write_bundle(&bundle, &bundle_config)?;
-        let log = open_append(&spec.service_log).map_err(|source| OciTaskError::Bundle {
-            path: spec.service_log.clone(),
-            source,
-        })?;
 
         let name = config.name.clone();
         let mut running = match self.runtime.run(&name, &bundle).await {
@@ -347,7 +383,6 @@ impl OciBackend {
                 return Err(error.into());
             }
         };
-        let log = Arc::new(log);
         let mut pumps = Vec::new();
         if let Some(stdout) = running.child.stdout.take() {
             pumps.push(tokio::spawn(pump(stdout, Arc::clone(&log))));
@@ -443,6 +478,7 @@ fn bundle_config(
     spec: &TaskSpec,
     config: &ContainerConfig,
     image: &StoredImage,
+    cgroups_path: String,
 ) -> Result<BundleConfig, OciTaskError> {
     let defaults = &image.config;
     let entrypoint = config
@@ -499,11 +535,25 @@ fn bundle_config(
         binds: config.binds.clone(),
         network: config.network,
         memory: config.memory,
-        cpus: config.nano_cpus.map(|n| n as f64 / 1e9),
+        cpus: cpu_limit(config),
         pids_limit: config.pids_limit,
         rlimits,
-        cgroups_path: format!("{CGROUP_PARENT}/{}", config.name),
+        cgroups_path,
     })
+}
+
+/// CPUs the container may use: the tighter of its `cpus` resource and its `cpuHardLimit`
+/// quota (an engine takes only one of the two).
+fn cpu_limit(config: &ContainerConfig) -> Option<f64> {
+    let cpus = config.nano_cpus.map(|n| n as f64 / 1e9);
+    let hard = match (config.cpu_quota, config.cpu_period) {
+        (Some(quota), Some(period)) if period > 0 => Some(quota as f64 / period as f64),
+        _ => None,
+    };
+    match (cpus, hard) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// `user`, `uid`, `user:group` or `uid:gid` as ids, names looked up in the image's
@@ -561,8 +611,12 @@ impl TaskBackend for OciBackend {
         })
     }
 
-    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
-        Box::pin(async move { Ok(self.start_container(spec).await?) })
+    fn start<'a>(
+        &'a self,
+        spec: &'a TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
+        Box::pin(async move { Ok(self.start_container(spec, log).await?) })
     }
 }
 
@@ -665,17 +719,13 @@ fn uuid_like() -> String {
     )
 }
 
-/// Copies one of the container's output pipes into the service log until it closes.
-async fn pump(mut pipe: impl AsyncRead + Unpin, log: Arc<File>) {
+/// Copies one of the container's output pipes into the service log writer until it closes.
+async fn pump(mut pipe: impl AsyncRead + Unpin, log: Arc<ServiceLog>) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) => return,
-            Ok(n) => {
-                if let Err(error) = (&*log).write_all(&buf[..n]) {
-                    tracing::warn!(%error, "cannot append container output to the service log");
-                }
-            }
+            Ok(n) => log.write(&buf[..n]),
             Err(error) => {
                 tracing::warn!(%error, "container output interrupted");
                 return;

@@ -9,14 +9,13 @@
 //! the group, threads are counted over the group, and the group is swept with SIGKILL once
 //! the main process has ended.
 //!
-//! stdout and stderr are pipes owned by the executor, copied into the service log opened
-//! with `O_APPEND`, so the log can later be rotated without touching the task.
+//! stdout and stderr are pipes owned by the executor, copied into the task's one
+//! [`ServiceLog`] writer, so the log is rotated without touching the task.
 
 pub mod exec_helper;
 pub mod procfs;
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -26,6 +25,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use singularity_logs::ServiceLog;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::task::JoinHandle;
 
@@ -108,11 +108,11 @@ impl ProcessBackend {
         command
     }
 
-    async fn start_task(&self, spec: &TaskSpec) -> Result<StartedTask, BackendError> {
-        let log = open_append(&spec.service_log).map_err(|source| BackendError::ServiceLog {
-            path: spec.service_log.clone(),
-            source,
-        })?;
+    async fn start_task(
+        &self,
+        spec: &TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> Result<StartedTask, BackendError> {
         let mut child = self
             .command(spec)
             .spawn()
@@ -126,7 +126,6 @@ impl ProcessBackend {
                 task_id: spec.task_id.clone(),
             });
         };
-        let log = Arc::new(log);
         let mut pumps = Vec::new();
         if let Some(stdout) = child.stdout.take() {
             pumps.push(tokio::spawn(pump(stdout, Arc::clone(&log))));
@@ -171,14 +170,13 @@ impl TaskBackend for ProcessBackend {
         "process"
     }
 
-    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
-        Box::pin(self.start_task(spec))
+    fn start<'a>(
+        &'a self,
+        spec: &'a TaskSpec,
+        log: Arc<ServiceLog>,
+    ) -> BoxFuture<'a, Result<StartedTask, BackendError>> {
+        Box::pin(self.start_task(spec, log))
     }
-}
-
-/// Opens (creating it if needed) a file for appending.
-pub fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// A task's process group; its id is the main process id.
@@ -275,17 +273,14 @@ async fn drain(pumps: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Copies a pipe into the log until end of file.
-async fn pump(mut pipe: impl AsyncRead + Unpin, log: Arc<File>) {
+/// Copies a pipe into the log until end of file; the writer never fails, so the pipe is
+/// always drained and the task never blocks on its output.
+async fn pump(mut pipe: impl AsyncRead + Unpin, log: Arc<ServiceLog>) {
     let mut buf = vec![0_u8; 64 * 1024];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) => return,
-            Ok(n) => {
-                if let Err(error) = (&*log).write_all(&buf[..n]) {
-                    tracing::warn!(%error, "cannot append task output to the service log");
-                }
-            }
+            Ok(n) => log.write(&buf[..n]),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => {
                 tracing::warn!(%error, "cannot read task output");
@@ -315,6 +310,7 @@ mod tests {
             cpus: None,
             mem_mib: None,
             max_threads: None,
+            cpu_hard_limit: None,
         }
     }
 
@@ -329,12 +325,23 @@ mod tests {
         assert!(script.ends_with("\necho hi; exit 3"));
     }
 
+    fn log(dir: &Path) -> Arc<ServiceLog> {
+        let data = serde_json::from_str(r#"{"cmd":"x"}"#).expect("data");
+        let settings = singularity_logs::LogSettings::new(
+            &singularity_common::config::ExecutorConfig::default(),
+            &data,
+            dir,
+        )
+        .expect("settings");
+        Arc::new(ServiceLog::open(settings).expect("log"))
+    }
+
     #[tokio::test]
     async fn output_goes_to_the_log_and_the_status_is_reported() {
         let dir = tempfile::tempdir().expect("temp dir");
         let backend = ProcessBackend::new("/nonexistent");
         let s = spec(dir.path(), "echo out; echo err >&2; exit 7");
-        let started = backend.start(&s).await.expect("starts");
+        let started = backend.start(&s, log(dir.path())).await.expect("starts");
         let status = started.exit.await.expect("exit status");
         assert_eq!(status.code, Some(7));
         let log = std::fs::read_to_string(dir.path().join("service.log")).expect("log");
@@ -346,7 +353,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let backend = ProcessBackend::new("/nonexistent");
         let s = spec(dir.path(), "sleep 30 & sleep 30");
-        let started = backend.start(&s).await.expect("starts");
+        let started = backend.start(&s, log(dir.path())).await.expect("starts");
         let pgid = started.pid;
         let status = started
             .stop(Duration::from_secs(5))

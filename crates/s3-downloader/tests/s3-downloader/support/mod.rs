@@ -1,6 +1,7 @@
 //! What the topics share: [`fetch`] for the fetcher and cache tests, [`http`] for the daemon
 //! driven through its HTTP API.
 
+pub mod binary;
 pub mod fetch;
 pub mod http;
 

@@ -1,1 +1,0 @@
-//! Files the task writes itself (`logrotateAdditionalFiles`).
