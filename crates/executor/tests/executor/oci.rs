@@ -2,8 +2,8 @@
 //! real OCI runtime (runc): `type: MESOS` containers with a `docker-archive://` image (the
 //! test image from `docker save`), staged from S3 through the real downloader or from a local
 //! HTTP server; exit codes, env, the sandbox, limits, kills, OOM, shell commands through
-//! `runc exec`, refusals naming the image, and a task running while the Docker socket does not
-//! exist.
+//! `runc exec`, refusals naming the image, a task running while the Docker socket does not
+//! exist, and containers under the executor's cgroup with `cpuHardLimit`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::types::{ContainerType, Resource};
 use singularity_mesos::{ContainerInfo, TaskInfo, TaskState};
-use singularity_test_support as services;
+use singularity_test_support::{self as services, TestCgroup};
 
 use crate::staging_support::{BUCKET, Downloader, HttpServer, Listen, md5, s3_server};
 use crate::support::*;
@@ -353,5 +353,67 @@ async fn a_registry_image_is_pulled_without_a_daemon_and_runs() {
     );
     assert_eq!(harness.service_log(&id), "pulled\n/bin/busybox\n");
     assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
+    assert_no_rejections(&agent);
+}
+
+/// The `memory` line of `/proc/<pid>/cgroup`.
+fn memory_cgroup(pid: u32) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup file");
+    text.lines()
+        .find_map(|l| {
+            let mut fields = l.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            (controllers == "memory").then(|| path.to_owned())
+        })
+        .expect("a memory line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_run_under_the_executors_cgroup_with_the_cpu_hard_limit() {
+    let cgroup = TestCgroup::create();
+    let server = HttpServer::start().await;
+    let harness = harness("");
+    let agent = FakeAgent::start("fw-1", "ex-1").await;
+    let mut executor = harness.spawn_in_cgroup(&agent, &cgroup, &[]);
+    let artifacts = served_archive(&server, &image_archive()).await;
+    let id = task_id();
+    let data = json!({"cmd": "sh -c 'echo ready; sleep 600'", "cpuHardLimit": 1,
+                      "sigKillProcessesAfterMillis": 500, "externalArtifacts": artifacts});
+    let mut task = mesos_task(&agent, &id, &data, archive_image());
+    // Two CPUs offered, one allowed: the hard limit is the tighter bound.
+    task.resources = vec![Resource::scalar("cpus", 2.0), Resource::scalar("mem", 64.0)];
+    agent.launch(task);
+    let running = wait_state(&agent, &id, TaskState::TaskRunning).await;
+    wait_in_log(&harness, &id, "ready").await;
+    let pid = running_pid(&running);
+
+    let container = format!("{}/se-", cgroup.path());
+    assert!(
+        memory_cgroup(pid).starts_with(&container),
+        "{} is not under {}; log:\n{}",
+        memory_cgroup(pid),
+        cgroup.path(),
+        harness.stderr()
+    );
+    // One CPU: the executor's quota, and the container's own.
+    assert_eq!(cgroup.read("cpu", "cpu.cfs_quota_us"), "100000");
+    let own = cgroup
+        .children("cpu")
+        .into_iter()
+        .find(|c| c.starts_with("se-"))
+        .expect("the container's cpu cgroup");
+    assert_eq!(
+        cgroup.read("cpu", &format!("{own}/cpu.cfs_quota_us")),
+        "100000"
+    );
+
+    agent.kill(&id, None);
+    assert_eq!(
+        wait_terminal(&agent, &id).await.state,
+        TaskState::TaskKilled
+    );
+    assert_eq!(harness.service_log(&id), "ready\n");
+    assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
+    assert!(runtime_containers(&harness).is_empty());
     assert_no_rejections(&agent);
 }

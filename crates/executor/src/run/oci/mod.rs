@@ -801,6 +801,59 @@ mod tests {
     }
 
     #[test]
+    fn the_cpu_limit_is_the_tighter_of_cpus_and_the_hard_limit() {
+        let mut config = ContainerConfig::new("se-t".to_owned(), String::new());
+        assert_eq!(cpu_limit(&config), None);
+        config.nano_cpus = Some(2_500_000_000);
+        assert_eq!(cpu_limit(&config), Some(2.5));
+        config.cpu_quota = Some(100_000);
+        config.cpu_period = Some(100_000);
+        assert_eq!(cpu_limit(&config), Some(1.0));
+        config.nano_cpus = Some(500_000_000);
+        assert_eq!(cpu_limit(&config), Some(0.5));
+        config.nano_cpus = None;
+        assert_eq!(cpu_limit(&config), Some(1.0));
+    }
+
+    #[test]
+    fn containers_go_under_the_executors_cgroup_when_it_has_a_path() {
+        let backend = || {
+            OciBackend::new(
+                OciRuntime::new("runc", None),
+                ImageStore::new(Path::new("/nonexistent")),
+                OciOptions {
+                    container: ContainerOptions::default(),
+                    max_store_bytes: 0,
+                },
+            )
+        };
+        assert_eq!(backend().cgroups_path("t", "se-t"), "/singularity/se-t");
+
+        // A hierarchy mounted in a temporary directory, holding the executor's cgroup.
+        let dir = tempfile::tempdir().expect("dir");
+        let mount = dir.path().join("cpu");
+        std::fs::create_dir_all(mount.join("mesos/0f1e")).expect("cgroup dir");
+        let mounts = cgroup::Mounts::parse(&format!(
+            "32 31 0:29 / {} rw,relatime - cgroup cgroup rw,cpu,memory\n",
+            mount.display()
+        ));
+        std::fs::write(dir.path().join("cgroup-7"), "2:cpu,memory:/mesos/0f1e\n").expect("write");
+        std::fs::write(dir.path().join("cgroup-8"), "2:cpu,memory:/\n").expect("write");
+        let format = dir.path().join("cgroup-%s").display().to_string();
+        let under = Arc::new(ExecutorCgroup::read(&format, 7, &mounts));
+        assert_eq!(
+            backend().under(under).cgroups_path("t", "se-t"),
+            "/mesos/0f1e/se-t"
+        );
+        // The root cgroup is no parent.
+        let root = Arc::new(ExecutorCgroup::read(&format, 8, &mounts));
+        assert_eq!(
+            backend().under(root).cgroups_path("t", "se-t"),
+            "/singularity/se-t"
+        );
+    }
+
+    #[test]
     fn users_resolve_in_the_image() {
         let root = tempfile::tempdir().expect("dir");
         std::fs::create_dir(root.path().join("etc")).expect("etc");
