@@ -17,7 +17,8 @@
 #
 # Needs: cargo, python3, ~200 MiB free in BENCH_DIR (default: a new directory under
 # /var/tmp). Everything started here is stopped by pid on exit. Environment: TASKS, LINES,
-# BENCH_DIR, KEEP=1 (keep BENCH_DIR), PROFILE (release | dev, default release).
+# BENCH_DIR, KEEP=1 (keep BENCH_DIR), PROFILE (release | dev, default release), BUILD=0 (use
+# the binaries already built).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,9 +50,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building (profile $PROFILE)"
-(cd "$REPO" && cargo build --quiet --profile "$PROFILE" -p singularity-executor-cleanup \
-    -p singularity-fake-singularity && cargo build --quiet -p singularity-executor)
+if [ "${BUILD:-1}" = 1 ]; then
+    log "building (profile $PROFILE)"
+    (cd "$REPO" && cargo build --quiet --profile "$PROFILE" -p singularity-executor-cleanup \
+        -p singularity-fake-singularity && cargo build --quiet -p singularity-executor)
+fi
 EXECUTOR=$TARGET_DIR/debug/singularity-executor
 CLEANUP=$BIN/singularity-executor-cleanup
 FAKE=$BIN/singularity-fake-singularity
