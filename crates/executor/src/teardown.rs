@@ -5,9 +5,14 @@
 //! set, the tail metadata finished ([`crate::records`]) — so the uploader, told to finish,
 //! finds every rotated file in place. The backend has already swept the task's processes or
 //! removed its container when its exit resolved.
+//!
+//! The teardown holds the task lock ([`singularity_common::task_lock`]) on the task definition
+//! while it works, so the cleanup job, which takes the same lock, never finishes the same
+//! task's logs at the same time (the cleanup leaves a task whose lock is held alone).
 
 use std::sync::Arc;
 
+use singularity_common::task_lock::{LockOutcome, TaskLock};
 use singularity_common::task_logs::LogPhase;
 use singularity_logs::ServiceLog;
 
@@ -22,6 +27,20 @@ pub async fn finish(plan: &LaunchPlan, settings: &Arc<Settings>, log: Option<Arc
     let settings = Arc::clone(settings);
     let task_id = plan.task_id.clone();
     let written = tokio::task::spawn_blocking(move || {
+        let path = records::task_definition_path(&definition.task_id, &settings.executor);
+        // Held until the records are written; dropped (released) at the end of this closure.
+        let _lock = match TaskLock::acquire(&path) {
+            Ok(LockOutcome::Locked(lock)) => Some(lock),
+            // Never written (the launch failed before it): nothing to coordinate with, since
+            // the cleanup only acts on tasks that have a definition.
+            Ok(LockOutcome::Gone | LockOutcome::Busy) => None,
+            Err(error) => {
+                // The records matter more than the lock: without it the cleanup may redo
+                // the same idempotent steps, nothing is lost.
+                tracing::warn!(task_id = definition.task_id, path = %path.display(), %error, "cannot lock the task definition");
+                None
+            }
+        };
         match singularity_logs::finish(log.as_deref(), &log_settings) {
             Ok(report) => {
                 if report.dropped_bytes > 0 {

@@ -17,7 +17,7 @@ installation guide) and TOML.
 | daemon | classes loaded |
 |---|---|
 | `singularity-executor` | base, s3base, executor |
-| executor cleanup (not shipped yet) | base, s3base, executor, executor.cleanup |
+| executor cleanup | base, s3base, executor, executor.cleanup |
 | `singularity-s3-uploader` | base, s3base, s3uploader |
 | `singularity-s3-downloader` | base, s3base, s3downloader |
 
@@ -146,10 +146,8 @@ continues lines, as in Java.
 fn loaded_by(class: ConfigClass) -> &'static str {
     match class {
         ConfigClass::Base | ConfigClass::S3Base => "every daemon",
-        ConfigClass::Executor => "the executor (and the executor cleanup, once shipped)",
-        ConfigClass::ExecutorCleanup => {
-            "the executor cleanup job, not shipped yet: its keys are parsed and checked so existing files keep loading"
-        }
+        ConfigClass::Executor => "the executor and the executor cleanup",
+        ConfigClass::ExecutorCleanup => "the executor cleanup job",
         ConfigClass::S3Uploader => "the S3 uploader",
         ConfigClass::S3Downloader => "the S3 downloader",
     }

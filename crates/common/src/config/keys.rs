@@ -1546,6 +1546,62 @@ static CLEANUP_KEYS: &[KeySpec] = &[
         "%requestId/%Y/%m/%taskId_%index-%s-%filename",
         "upload key pattern when a task definition has none",
     ),
+    KeySpec::new(
+        "mesosAgentStateUrl",
+        "mesos_agent_state_url",
+        &["executor.cleanup.mesos.agent.state.url"],
+        K::String,
+        "",
+        "URL of the agent state giving this agent's id; absent: `http://<hostname>:5051/slave(1)/state`",
+    )
+    .addition(),
+    KeySpec::new(
+        "singularityRequestTimeoutMillis",
+        "singularity_request_timeout_millis",
+        &["executor.cleanup.singularity.request.timeout.millis"],
+        K::Integer,
+        "10000",
+        "deadline of each request to the Singularity API and the agent, connection included",
+    )
+    .min(1)
+    .addition(),
+    KeySpec::new(
+        "executorCleanupResultsMaxAgeMillis",
+        "executor_cleanup_results_max_age_millis",
+        &["executor.cleanup.results.max.age.millis"],
+        K::Integer,
+        "604800000",
+        "statistics files older than this are deleted at each run; 0 keeps them all",
+    )
+    .addition(),
+    KeySpec::new(
+        "prometheusTextfilePath",
+        "prometheus_textfile_path",
+        &["executor.cleanup.prometheus.textfile.path"],
+        K::Path,
+        "",
+        "also write the run's counts here in Prometheus text format (node_exporter's textfile collector, a `.prom` file)",
+    )
+    .addition(),
+    KeySpec::new(
+        "maxStartDelaySeconds",
+        "max_start_delay_seconds",
+        &["executor.cleanup.max.start.delay.seconds"],
+        K::Integer,
+        "300",
+        "wait a random time up to this before the run, so agents started by the same schedule do not hit the API at once; 0 starts at once",
+    )
+    .addition(),
+    KeySpec::new(
+        "cleanupThreads",
+        "cleanup_threads",
+        &["executor.cleanup.threads"],
+        K::Integer,
+        "8",
+        "tasks cleaned at the same time",
+    )
+    .min(1)
+    .addition(),
 ];
 
 static UPLOADER_KEYS: &[KeySpec] = &[

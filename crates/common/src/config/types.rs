@@ -863,6 +863,18 @@ pub struct ExecutorCleanupConfig {
     pub default_s3_bucket: String,
     /// Fallback upload key pattern.
     pub s3_key_format: String,
+    /// Agent state URL; absent: `http://<hostname>:5051/slave(1)/state`.
+    pub mesos_agent_state_url: Option<String>,
+    /// Deadline of each API request.
+    pub singularity_request_timeout_millis: u64,
+    /// Statistics files older than this are deleted; 0 keeps them.
+    pub executor_cleanup_results_max_age_millis: u64,
+    /// Prometheus text file with the run's counts.
+    pub prometheus_textfile_path: Option<PathBuf>,
+    /// Longest random wait before a run.
+    pub max_start_delay_seconds: u64,
+    /// Tasks cleaned at the same time.
+    pub cleanup_threads: u32,
 }
 
 impl Default for ExecutorCleanupConfig {
@@ -886,6 +898,12 @@ impl Default for ExecutorCleanupConfig {
             s3_uploader_additional_files: vec!["service.log".to_owned()],
             default_s3_bucket: String::new(),
             s3_key_format: "%requestId/%Y/%m/%taskId_%index-%s-%filename".to_owned(),
+            mesos_agent_state_url: None,
+            singularity_request_timeout_millis: 10_000,
+            executor_cleanup_results_max_age_millis: 7 * 86_400_000,
+            prometheus_textfile_path: None,
+            max_start_delay_seconds: 300,
+            cleanup_threads: 8,
         }
     }
 }
