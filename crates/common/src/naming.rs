@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::records::LogrotateFrequency;
 pub use crate::task_id::safe_task_id;
 
 /// Docker container name prefix (`dockerPrefix`).
@@ -133,6 +134,29 @@ pub fn artifact_cache_name(md5: Option<&str>, filename: &str) -> String {
 /// A cleanup statistics file: `<epochMillis><suffix>`.
 pub fn cleanup_results_file_name(epoch_millis: i64, suffix: &str) -> String {
     format!("{epoch_millis}{suffix}")
+}
+
+/// The main logrotate conf the Java executor wrote for a task (in `logrotateConfDirectory`):
+/// the task id. Nothing here writes it; the cleanup removes one a Java executor left behind.
+pub fn logrotate_conf_name(task_id: &str) -> String {
+    task_id.to_owned()
+}
+
+/// A Java executor's cron-forced logrotate conf (in `logrotateHourlyConfDirectory`):
+/// `<taskId>.<FREQUENCY>`.
+pub fn logrotate_forced_conf_name(task_id: &str, frequency: LogrotateFrequency) -> String {
+    format!("{task_id}.{}", frequency.as_str())
+}
+
+/// A Java executor's size-based logrotate conf (in `logrotateHourlyConfDirectory`):
+/// `<taskId>.sizebased`.
+pub fn logrotate_sizebased_conf_name(task_id: &str) -> String {
+    format!("{task_id}.sizebased")
+}
+
+/// A Java executor's cron file for a task (in `cronDirectory`): `<taskId>.logrotate`.
+pub fn cron_file_name(task_id: &str) -> String {
+    format!("{task_id}.logrotate")
 }
 
 /// The task directory: `<sandbox>/<safeTaskId>`.
