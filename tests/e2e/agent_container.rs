@@ -22,6 +22,7 @@ fn image() -> &'static str {
         for daemon in DAEMONS {
             binary(daemon);
         }
+        let previous = image_id("singularity-agent:latest");
         let out = Command::new(workspace().join("deploy/image/build.sh"))
             .args(["--profile", "debug", "--no-build"])
             .env("DOCKER_HOST", singularity_test_support::docker_host())
@@ -33,12 +34,30 @@ fn image() -> &'static str {
             "image build: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout)
+        let reference = String::from_utf8_lossy(&out.stdout)
             .lines()
             .last()
             .expect("the image reference")
-            .to_owned()
+            .to_owned();
+        // Each build imports a new image; the one it untagged would stay behind, unnamed. An
+        // image some container still uses is kept by the engine.
+        if let Some(previous) = previous
+            && image_id(&reference).as_ref() != Some(&previous)
+        {
+            let _ = singularity_test_support::docker_cli(&["rmi", &previous]);
+        }
+        reference
     })
+}
+
+/// The id of `reference` on the engine, if it is there.
+fn image_id(reference: &str) -> Option<String> {
+    let out = singularity_test_support::docker_cli(&[
+        "image", "inspect", "--format", "{{.Id}}", reference,
+    ]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// A host work directory with the executor's configuration, written with the paths the
