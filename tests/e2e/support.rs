@@ -341,9 +341,19 @@ impl Agent {
 
     /// The log objects of `request`, and every line they hold (keys in listing order).
     pub fn logs_in_s3(&self, request: &str) -> (Vec<String>, Vec<String>) {
-        let objects = self.s3.s5cmd_ls(LOG_BUCKET, &format!("{request}/"));
         let mut keys = Vec::new();
         let mut lines = Vec::new();
+        for (key, object_lines) in self.log_objects(request) {
+            keys.push(key);
+            lines.extend(object_lines);
+        }
+        (keys, lines)
+    }
+
+    /// Each log object of `request` with its lines, read with s5cmd.
+    pub fn log_objects(&self, request: &str) -> Vec<(String, Vec<String>)> {
+        let objects = self.s3.s5cmd_ls(LOG_BUCKET, &format!("{request}/"));
+        let mut found = Vec::new();
         for object in objects {
             assert!(object.key.ends_with(".log.gz"), "{}", object.key);
             let gz = self.s3.s5cmd_cat(LOG_BUCKET, &object.key);
@@ -352,10 +362,9 @@ impl Agent {
                 .read_to_string(&mut text)
                 .expect("gunzip");
             assert!(!text.is_empty(), "{} is empty", object.key);
-            lines.extend(text.lines().map(str::to_owned));
-            keys.push(object.key);
+            found.push((object.key, text.lines().map(str::to_owned).collect()));
         }
-        (keys, lines)
+        found
     }
 }
 
