@@ -31,7 +31,9 @@ fn run(command: &mut Command) -> Output {
 fn dpkg_install(root: &Path, deb: &Path) {
     run(Command::new("dpkg")
         .arg(format!("--root={}", root.display()))
-        // No libc6 in the dpkg database of an empty root; scripts run here, with DPKG_ROOT.
+        // No libc6 in the dpkg database of an empty root; scripts run here, with DPKG_ROOT;
+        // without a terminal, --force-confold gives dpkg's interactive default (keep the
+        // operator's conffile).
         .args([
             "--force-depends",
             "--force-not-root",
