@@ -6,9 +6,9 @@
 #   bench/executor-cleanup.sh
 #   TASKS=5000 bench/executor-cleanup.sh
 #
-# Each sandbox is a copy of one made by the real executor (standalone `run`): a service.log
-# of LINES lines (default 2000, ~25 KiB), app/ with a few files, the task definition and its
-# upload metadata. Singularity reports every task finished 30 minutes ago, so each one is
+# Each sandbox is a copy of one made by the real executor (standalone `run`): app/ with a few
+# files, the task definition and its upload metadata, and, as an executor killed mid-task
+# leaves it, a live service.log of LINES lines (default 2000, ~55 KiB) with nothing rotated. Singularity reports every task finished 30 minutes ago, so each one is
 # cleaned in full: logs rotated and compressed, tail file, metadata finished, app/ removed,
 # definition deleted. Measured: wall time and peak RSS (VmHWM) of the cleanup run, and the
 # same file work done by a named peer on a fresh copy of the tree in the same run: `gzip` of
@@ -17,7 +17,8 @@
 #
 # Needs: cargo, python3, ~200 MiB free in BENCH_DIR (default: a new directory under
 # /var/tmp). Everything started here is stopped by pid on exit. Environment: TASKS, LINES,
-# BENCH_DIR, KEEP=1 (keep BENCH_DIR), PROFILE (release | dev, default release).
+# BENCH_DIR, KEEP=1 (keep BENCH_DIR), PROFILE (release | dev, default release), BUILD=0 (use
+# the binaries already built).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,9 +50,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building (profile $PROFILE)"
-(cd "$REPO" && cargo build --quiet --profile "$PROFILE" -p singularity-executor-cleanup \
-    -p singularity-fake-singularity && cargo build --quiet -p singularity-executor)
+if [ "${BUILD:-1}" = 1 ]; then
+    log "building (profile $PROFILE)"
+    (cd "$REPO" && cargo build --quiet --profile "$PROFILE" -p singularity-executor-cleanup \
+        -p singularity-fake-singularity && cargo build --quiet -p singularity-executor)
+fi
 EXECUTOR=$TARGET_DIR/debug/singularity-executor
 CLEANUP=$BIN/singularity-executor-cleanup
 FAKE=$BIN/singularity-fake-singularity
@@ -92,9 +95,10 @@ EOF
 make_tree() {
     local root=$1
     make_config "$root"
-    python3 - "$T" "$root" "$TEMPLATE_ID" "$TASKS" <<'PY'
+    python3 - "$T" "$root" "$TEMPLATE_ID" "$TASKS" "$LINES" <<'PY'
 import json, os, shutil, sys
-template, root, tid, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+template, root, tid, count, lines = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+service_log = "".join("line %d of the task output\n" % i for i in range(1, lines + 1))
 src_dir = os.path.join(template, "sandbox", tid)
 definition_path = os.path.join(template, "tasks", tid + ".task.json")
 definition = open(definition_path).read()
@@ -104,7 +108,17 @@ written = os.stat(definition_path)
 metas = [n for n in os.listdir(os.path.join(template, "s3-metadata")) if n.startswith(tid)]
 for n in range(count):
     new = tid.replace("bench-dep1", "bench%05d-dep1" % n)
-    shutil.copytree(src_dir, os.path.join(root, "sandbox", new), symlinks=True)
+    dest = os.path.join(root, "sandbox", new)
+    shutil.copytree(src_dir, dest, symlinks=True)
+    # As an executor killed mid-task leaves it: every line in a live service.log, nothing
+    # rotated yet.
+    shutil.rmtree(os.path.join(dest, "logs"), ignore_errors=True)
+    os.makedirs(os.path.join(dest, "logs"), exist_ok=True)
+    for stale in ("tail_of_finished_service.log",):
+        if os.path.exists(os.path.join(dest, stale)):
+            os.remove(os.path.join(dest, stale))
+    with open(os.path.join(dest, "service.log"), "w") as log:
+        log.write(service_log)
     text = definition.replace(tid, new).replace(template, root)
     copy = os.path.join(root, "tasks", new + ".task.json")
     open(copy, "w").write(text)

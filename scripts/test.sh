@@ -26,5 +26,9 @@ set -a
 . .services/env
 set +a
 
+# The daemons the cross-daemon tests (tests/e2e) run as subprocesses, built first with the
+# same profile, so the build inside those tests has nothing left to do.
+cargo build --bins -p singularity-executor -p singularity-executor-cleanup \
+    -p singularity-s3-uploader -p singularity-s3-downloader
 cargo test --workspace --all-targets "${args[@]}"
 cargo test --workspace --doc "${args[@]}"

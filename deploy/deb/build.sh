@@ -5,7 +5,8 @@
 #
 # The package holds the four daemons in /usr/bin, their systemd units and the cleanup timer in
 # /lib/systemd/system, the cleanup's cron.d file, one example YAML configuration per class in /etc
-# (conffiles: an upgrade never overwrites an edited one) and the docs. Nothing from testing/ is
+# (conffiles: an upgrade never overwrites an edited one), the directories those configurations
+# name under /var/lib/singularity and /var/log/singularity, and the docs. Nothing from testing/ is
 # packaged. Prints the path of the .deb on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,9 +22,10 @@ while [ $# -gt 0 ]; do
         *) echo "usage: $0 [--profile release|debug] [--no-build] [--out DIR]" >&2; exit 2 ;;
     esac
 done
+# A debug package is for tests: fast gzip instead of xz for its large binaries.
 case "$profile" in
-    release) cargo_profile=(--release) ;;
-    debug) cargo_profile=() ;;
+    release) cargo_profile=(--release); compression=(-Zxz) ;;
+    debug) cargo_profile=(); compression=(-Zgzip -z1) ;;
     *) echo "deb: unknown profile '$profile' (release or debug)" >&2; exit 2 ;;
 esac
 
@@ -54,6 +56,11 @@ root=$stage/root
 
 install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/cron.d" \
     "$root/usr/share/doc/$name"
+# The directories the example configurations name: --check-config (each unit's ExecStartPre)
+# refuses a directory that does not exist.
+install -d "$root/var/lib/singularity/tasks" "$root/var/lib/singularity/artifacts" \
+    "$root/var/lib/singularity/s3uploader" "$root/var/lib/singularity/logwatcher" \
+    "$root/var/lib/singularity/cleanup" "$root/var/log/singularity"
 for d in "${daemons[@]}"; do
     install -m 0755 "target/$profile/$d" "$root/usr/bin/$d"
 done
@@ -104,7 +111,8 @@ CONTROL
 cat >"$root/DEBIAN/postinst" <<'POSTINST'
 #!/bin/sh
 set -e
-if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+# Not for an installation into another root (dpkg --root sets DPKG_ROOT).
+if [ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     systemctl daemon-reload || true
 fi
 POSTINST
@@ -113,5 +121,5 @@ chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/postrm"
 
 mkdir -p "$out"
 deb="$out/${name}_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+dpkg-deb --root-owner-group "${compression[@]}" --build "$root" "$deb" >/dev/null
 echo "$deb"

@@ -266,6 +266,21 @@ mod tests {
     }
 
     #[test]
+    fn java_executor_logrotate_and_cron_names() {
+        assert_eq!(logrotate_conf_name(COLON_ID), COLON_ID);
+        assert_eq!(
+            logrotate_forced_conf_name(ID, LogrotateFrequency::EveryFiveMinutes),
+            format!("{ID}.EVERY_FIVE_MINUTES")
+        );
+        assert_eq!(
+            logrotate_forced_conf_name(ID, LogrotateFrequency::Hourly),
+            format!("{ID}.HOURLY")
+        );
+        assert_eq!(logrotate_sizebased_conf_name(ID), format!("{ID}.sizebased"));
+        assert_eq!(cron_file_name(ID), format!("{ID}.logrotate"));
+    }
+
+    #[test]
     fn task_directories() {
         assert_eq!(
             task_directory(Path::new("/sandbox"), COLON_ID),

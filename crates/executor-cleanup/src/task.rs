@@ -20,16 +20,17 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use globset::{GlobBuilder, GlobMatcher};
+use chrono::Local;
 use singularity_common::log_records::{TaskLogContext, write_log_metadata};
 use singularity_common::naming;
 use singularity_common::records::{LogrotateFrequency, TaskDefinition};
 use singularity_common::task_lock::{LockOutcome, TaskLock};
 use singularity_common::task_logs::LogPhase;
 use singularity_logs::LogSettings;
+use singularity_logs::additional::AdditionalLogs;
 
 use crate::api::TaskHistory;
 use crate::liveness::{Liveness, executor_liveness};
@@ -187,12 +188,29 @@ pub fn finish(
         "finish the logs in {} (rotate and compress service.log, write the tail file)",
         task_dir.display()
     ));
+    let logs = LogSettings::new(&settings.executor, &definition.executor_data, &task_dir)
+        .map_err(|e| e.to_string());
+    // Files the task wrote itself: their final rotation, and which of them go below.
+    let mut additional = logs.as_ref().ok().and_then(|logs| {
+        AdditionalLogs::for_task(
+            logs,
+            &settings.executor,
+            &definition.executor_data,
+            Local::now(),
+        )
+        .map_err(|error| tracing::warn!(task_id, %error, "additional files left as they are"))
+        .ok()
+    });
     if !dry_run {
-        let recovered = LogSettings::new(&settings.executor, &definition.executor_data, &task_dir)
-            .map_err(|e| e.to_string())
-            .and_then(|logs| {
-                singularity_logs::recover(&task_dir, &logs).map_err(|e| e.to_string())
-            });
+        let recovered = logs.and_then(|logs| {
+            let report = singularity_logs::recover(&task_dir, &logs).map_err(|e| e.to_string())?;
+            if let Some(additional) = additional.as_mut() {
+                let rotated = additional.finish(Local::now());
+                let recovered = additional.recover(&logs.compression);
+                tracing::debug!(task_id, ?rotated, ?recovered, "finished additional files");
+            }
+            Ok(report)
+        });
         match recovered {
             Ok(report) if !report.failures.is_empty() => {
                 return Outcome::IoError(format!(
@@ -231,7 +249,10 @@ pub fn finish(
         }
     }
 
-    let flagged = flagged_files(&task_dir, settings);
+    let flagged = additional
+        .as_ref()
+        .map(AdditionalLogs::files_to_delete_in_cleanup)
+        .unwrap_or_default();
     for file in &flagged {
         step(format!(
             "delete {} (deleteInExecutorCleanup)",
@@ -291,52 +312,6 @@ fn write_final_metadata(definition: &TaskDefinition, settings: &Settings) -> Res
         tracing::warn!(task_id = definition.task_id, "{skipped}");
     }
     Ok(())
-}
-
-/// Files under the task directory matching a `deleteInExecutorCleanup` entry of
-/// `logrotateAdditionalFiles` (globs relative to the task directory, `*` not crossing `/`).
-fn flagged_files(task_dir: &Path, settings: &Settings) -> Vec<PathBuf> {
-    let matchers: Vec<GlobMatcher> = settings
-        .executor
-        .logrotate_additional_files
-        .iter()
-        .filter(|f| f.delete_in_executor_cleanup)
-        .filter_map(|f| {
-            GlobBuilder::new(&f.filename)
-                .literal_separator(true)
-                .build()
-                .map(|g| g.compile_matcher())
-                .map_err(|error| {
-                    tracing::warn!(filename = f.filename, %error, "not a glob");
-                })
-                .ok()
-        })
-        .collect();
-    let mut found = Vec::new();
-    if matchers.is_empty() {
-        return found;
-    }
-    let mut pending = vec![task_dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                pending.push(path);
-            } else if let Ok(relative) = path.strip_prefix(task_dir)
-                && matchers.iter().any(|m| m.is_match(relative))
-            {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
 }
 
 /// The logrotate confs and cron file the Java executor wrote for `task_id`: left behind when

@@ -42,12 +42,26 @@ pub fn unique_segment(
     at: DateTime<Local>,
     compressed_ext: &str,
 ) -> PathBuf {
-    let mut n = 0;
+    unique_segment_from(dir, log_name, dateformat, at, compressed_ext, 0).0
+}
+
+/// [`unique_segment`] numbered `first` or above, with the number taken. A writer passes one
+/// more than its previous number for the same date, so a name the uploader has already taken
+/// away (and uploaded under a key that may not hold a time) is never given again.
+pub fn unique_segment_from(
+    dir: &Path,
+    log_name: &str,
+    dateformat: &str,
+    at: DateTime<Local>,
+    compressed_ext: &str,
+    first: u32,
+) -> (PathBuf, u32) {
+    let mut n = first;
     loop {
         let name = segment_name_numbered(log_name, dateformat, at, n);
         let path = dir.join(&name);
         if !path.exists() && !dir.join(format!("{name}{compressed_ext}")).exists() {
-            return path;
+            return (path, n);
         }
         n += 1;
     }
@@ -182,6 +196,13 @@ mod tests {
         assert_eq!(first, dir.path().join("service.log-1668785678.log"));
         std::fs::write(compressed(&first, ".gz"), b"x").expect("write");
         let second = unique_segment(dir.path(), "service.log", "%s", t, ".gz");
+        let (third, n) = unique_segment_from(dir.path(), "service.log", "%s", t, ".gz", 5);
+        assert_eq!(n, 5);
+        assert!(
+            third.to_string_lossy().ends_with("-5.log"),
+            "{}",
+            third.display()
+        );
         assert_eq!(second, dir.path().join("service.log-1668785678-1.log"));
         let glob = globset::Glob::new("service.log*.[gb]z*")
             .expect("glob")

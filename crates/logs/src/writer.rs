@@ -86,6 +86,9 @@ struct State {
     dropped_bytes: u64,
     drop_error: Option<String>,
     tail: Tail,
+    /// The first-candidate name and number of the last rotation: the next one in the same
+    /// date value is numbered above it even when the uploader has taken the file away.
+    last_segment: Option<(String, u32)>,
 }
 
 struct Shared {
@@ -138,6 +141,7 @@ impl ServiceLog {
                 dropped_bytes: 0,
                 drop_error: None,
                 tail: Tail::new(settings.tail_lines),
+                last_segment: None,
             }),
             settings,
             jobs: Mutex::new(Some(tx)),
@@ -334,13 +338,20 @@ impl Shared {
     fn swap(&self, state: &mut State) -> Result<PathBuf, LogError> {
         let s = &self.settings;
         let now = Local::now();
-        let segment = names::unique_segment(
+        let base = names::segment_name(&s.service_log_name, &s.dateformat, now);
+        let first = match &state.last_segment {
+            Some((last, n)) if *last == base => n + 1,
+            _ => 0,
+        };
+        let (segment, n) = names::unique_segment_from(
             &s.logs_dir,
             &s.service_log_name,
             &s.dateformat,
             now,
             &s.compression.extension,
+            first,
         );
+        state.last_segment = Some((base, n));
         if s.use_file_attributes
             && let Some(file) = state.file.as_ref()
         {

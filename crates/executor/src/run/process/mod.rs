@@ -128,9 +128,11 @@ impl ProcessBackend {
         };
         let mut pumps = Vec::new();
         if let Some(stdout) = child.stdout.take() {
+            widen(&stdout);
             pumps.push(tokio::spawn(pump(stdout, Arc::clone(&log))));
         }
         if let Some(stderr) = child.stderr.take() {
+            widen(&stderr);
             pumps.push(tokio::spawn(pump(stderr, Arc::clone(&log))));
         }
         let group = Arc::new(ProcessGroup {
@@ -275,8 +277,21 @@ async fn drain(pumps: Vec<JoinHandle<()>>) {
 
 /// Copies a pipe into the log until end of file; the writer never fails, so the pipe is
 /// always drained and the task never blocks on its output.
+/// Output pipe capacity: a task writing fast runs ahead of the executor by this much instead of
+/// waiting on it every 64 KiB (the kernel default).
+const PIPE_BYTES: i32 = 1024 * 1024;
+
+/// Grows a pipe to [`PIPE_BYTES`]; a refusal (above `/proc/sys/fs/pipe-max-size` for a user
+/// without CAP_SYS_RESOURCE) keeps the default.
+fn widen(pipe: &impl std::os::fd::AsFd) {
+    if let Err(error) = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES)) {
+        tracing::debug!(%error, "task output pipe keeps its default size");
+    }
+}
+
 async fn pump(mut pipe: impl AsyncRead + Unpin, log: Arc<ServiceLog>) {
-    let mut buf = vec![0_u8; 64 * 1024];
+    // Large reads cost fewer wake-ups; the pages are only touched when a task writes this fast.
+    let mut buf = vec![0_u8; 256 * 1024];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) => return,
