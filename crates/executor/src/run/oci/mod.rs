@@ -43,6 +43,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use super::cgroup::ExecutorCgroup;
 use super::container::plan::{ContainerOptions, ImageSource, PlanError, plan};
+use super::process::widen;
 use super::{
     BackendError, BoxFuture, ContainerExec, ExitStatus, RunningCommand, ShellPlace, StartedTask,
     StopSignal, TaskBackend, TaskControl, TaskSpec, count_threads_blocking,
@@ -384,10 +385,13 @@ impl OciBackend {
             }
         };
         let mut pumps = Vec::new();
+        // The runtime hands these pipes to the container's process: widened as a plain task's.
         if let Some(stdout) = running.child.stdout.take() {
+            widen(&stdout);
             pumps.push(tokio::spawn(pump(stdout, Arc::clone(&log))));
         }
         if let Some(stderr) = running.child.stderr.take() {
+            widen(&stderr);
             pumps.push(tokio::spawn(pump(stderr, Arc::clone(&log))));
         }
         let pid = running.pid;
@@ -721,7 +725,7 @@ fn uuid_like() -> String {
 
 /// Copies one of the container's output pipes into the service log writer until it closes.
 async fn pump(mut pipe: impl AsyncRead + Unpin, log: Arc<ServiceLog>) {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) => return,

@@ -283,7 +283,7 @@ const PIPE_BYTES: i32 = 1024 * 1024;
 
 /// Grows a pipe to [`PIPE_BYTES`]; a refusal (above `/proc/sys/fs/pipe-max-size` for a user
 /// without CAP_SYS_RESOURCE) keeps the default.
-fn widen(pipe: &impl std::os::fd::AsFd) {
+pub(crate) fn widen(pipe: &impl std::os::fd::AsFd) {
     if let Err(error) = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES)) {
         tracing::debug!(%error, "task output pipe keeps its default size");
     }
