@@ -29,7 +29,7 @@
 //! agent state; the Singularity API; task definitions and task directories; `/proc`.
 //! **Writes**: task logs (rotation, compression, tail file), upload and tail metadata, results
 //! files, the text file. **Deletes**: `app/` directories, flagged files, the Java executor's
-//! logrotate and cron files, task definitions, orphaned containers.
+//! logrotate and cron files, task definitions, orphaned containers (engine and OCI runtime).
 //!
 //! Example (consolidated YAML; every key is in `docs/configuration.md`):
 //!
@@ -56,6 +56,7 @@ pub mod docker;
 pub mod error;
 pub mod liveness;
 pub mod metrics;
+pub mod oci;
 pub mod results;
 pub mod settings;
 pub mod task;
@@ -66,6 +67,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use singularity_containers::ContainerEngine;
+use singularity_containers::oci::OciRuntime;
 use singularity_runtime::Shutdown;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -216,6 +218,29 @@ async fn pass<E: ContainerEngine>(
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot list containers; no container removed");
+                report.container_errors += 1;
+            }
+        }
+        let runtime = OciRuntime::new(
+            &settings.executor.oci_runtime,
+            settings.executor.oci_runtime_root.clone(),
+        );
+        let bundles = settings.executor.oci_image_store_directory.join("bundles");
+        match oci::sweep(
+            &runtime,
+            &settings.executor.docker_prefix,
+            &bundles,
+            &active,
+            settings.dry_run,
+        )
+        .await
+        {
+            Ok(sweep) => {
+                report.containers_removed += sweep.removed.len() as u64;
+                report.container_errors += sweep.failed.len() as u64;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot list daemonless containers; none removed");
                 report.container_errors += 1;
             }
         }
