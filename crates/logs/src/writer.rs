@@ -182,6 +182,21 @@ impl ServiceLog {
         state.tail.push(buf);
         self.shared.write_marker_if_dropped(&mut state);
         while !buf.is_empty() {
+            // A large chunk crossing the size limit is cut there, so the rotation waits for
+            // the first line end after the limit rather than the end of the chunk.
+            if state.pending.is_none()
+                && self.shared.settings.rotate
+                && let Some(max) = self.shared.settings.max_segment_bytes
+            {
+                let room =
+                    usize::try_from(max.saturating_sub(state.segment_bytes)).unwrap_or(usize::MAX);
+                if room > 0 && room < buf.len() {
+                    let (head, rest) = buf.split_at(room);
+                    self.shared.append(&mut state, head);
+                    buf = rest;
+                    continue;
+                }
+            }
             if let Some(trigger) = state.pending {
                 if state.at_line_start || state.pending_bytes >= MAX_LINE_WAIT {
                     self.shared.rotate(&mut state, trigger);

@@ -18,7 +18,7 @@ struct Hierarchy {
     controllers: Vec<String>,
 }
 
-/// `<base>/se-test-<random>` in every v1 hierarchy of [`CONTROLLERS`], where `base` is the
+/// `<base>/se-test-<random>` in every v1 hierarchy of `CONTROLLERS`, where `base` is the
 /// deepest cgroup this test process is in, so the test cgroup stays inside whatever confines
 /// the test run. Dropping it kills what is left in it and removes it from every hierarchy
 /// (engines create a container's parent in all of them), with the levels above it that it
@@ -84,7 +84,7 @@ fn own_deepest() -> String {
 
 impl TestCgroup {
     /// Creates it; panics, naming the reason, when this host has no v1 hierarchy for one of
-    /// [`CONTROLLERS`] or the tests do not run as root.
+    /// `CONTROLLERS` or the tests do not run as root.
     pub fn create() -> Self {
         assert!(
             nix_is_root(),

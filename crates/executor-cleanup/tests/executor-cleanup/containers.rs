@@ -28,8 +28,15 @@ fn exists(name: &str) -> bool {
         .success()
 }
 
+/// Each test's sweep removes every `se-` container whose task its own stand-in does not list
+/// as active, the other test's included: they take turns.
+static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn orphaned_containers_go_running_or_exited_and_an_active_tasks_stays() {
+    let _turn = ENGINE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let agent = Agent::new("dockerStopTimeout: 5", "runDockerCleanup: true");
     let active = task_id();
     let orphan_running = task_id();
@@ -54,6 +61,9 @@ fn orphaned_containers_go_running_or_exited_and_an_active_tasks_stays() {
 
 #[test]
 fn a_cleaned_docker_tasks_container_is_removed_with_it() {
+    let _turn = ENGINE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let agent = Agent::new("dockerStopTimeout: 5", "");
     agent.api.set_active(["other-dep1-1-1-testhost-rack1"]);
     let task_id = agent.run_task("echo boxed");

@@ -114,8 +114,21 @@ impl Harness {
         checkpoint: bool,
         env: &[(&str, &str)],
     ) -> Child {
+        self.spawn_through(Command::new(EXECUTOR), agent, checkpoint, env)
+    }
+
+    /// Starts the executor through `command` (the executor itself, or a program that `exec`s
+    /// the arguments it is given) with this harness's configuration and the agent's
+    /// environment.
+    fn spawn_through(
+        &self,
+        mut command: Command,
+        agent: &FakeAgent,
+        checkpoint: bool,
+        env: &[(&str, &str)],
+    ) -> Child {
         let stderr = fs::File::create(self.stderr_path()).expect("stderr file");
-        Command::new(EXECUTOR)
+        command
             .arg("--config-dir")
             .arg(&self.config_dir)
             .env_remove("SINGULARITY_CONFIG_DIR")
@@ -140,24 +153,12 @@ impl Harness {
         cgroup: &singularity_test_support::TestCgroup,
         env: &[(&str, &str)],
     ) -> Child {
-        let stderr = fs::File::create(self.stderr_path()).expect("stderr file");
-        Command::new("/bin/sh")
+        let mut shell = Command::new("/bin/sh");
+        shell
             .arg("-c")
             .arg(format!("{}exec \"$0\" \"$@\"", cgroup.enter_line()))
-            .arg(EXECUTOR)
-            .arg("--config-dir")
-            .arg(&self.config_dir)
-            .env_remove("SINGULARITY_CONFIG_DIR")
-            .env("RUST_LOG", "info,singularity_executor=debug")
-            .envs(agent.env_for_executor(&self.sandbox, true))
-            .envs(env.iter().copied())
-            .current_dir(&self.sandbox)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn the executor in its cgroup")
+            .arg(EXECUTOR);
+        self.spawn_through(shell, agent, true, env)
     }
 
     /// A standalone `run` command (not started).

@@ -275,8 +275,6 @@ async fn drain(pumps: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Copies a pipe into the log until end of file; the writer never fails, so the pipe is
-/// always drained and the task never blocks on its output.
 /// Output pipe capacity: a task writing fast runs ahead of the executor by this much instead of
 /// waiting on it every 64 KiB (the kernel default).
 const PIPE_BYTES: i32 = 1024 * 1024;
@@ -289,6 +287,8 @@ pub(crate) fn widen(pipe: &impl std::os::fd::AsFd) {
     }
 }
 
+/// Copies a pipe into the log until end of file; the writer never fails, so the pipe is
+/// always drained and the task never blocks on its output.
 async fn pump(mut pipe: impl AsyncRead + Unpin, log: Arc<ServiceLog>) {
     // Large reads cost fewer wake-ups; the pages are only touched when a task writes this fast.
     let mut buf = vec![0_u8; 256 * 1024];
