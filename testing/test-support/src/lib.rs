@@ -13,9 +13,11 @@
 //!   [`s5cmd_path`], [`python`], [`services_s3`]. They read the process environment, then `.services/env`.
 //!
 //! - [`TestCgroup`]: a real cgroup standing for the one a Mesos agent makes for an executor.
+//! - [`AuthRegistry`]: a docker-registry of a test's own behind basic auth.
 //!
 //! Start the machine-wide services with `scripts/services.sh up` (see `docs/testing.md`).
 
+mod auth_registry;
 mod cgroups;
 mod clients;
 mod coalesce;
@@ -24,6 +26,7 @@ mod s3_server;
 mod services;
 mod small_fs;
 
+pub use auth_registry::{AuthRegistry, REGISTRY_PASSWORD, REGISTRY_USER};
 pub use cgroups::TestCgroup;
 pub use clients::{ListedObject, S3Endpoint, s5cmd};
 pub use coalesce::{Coalesce, FRAME_SIZE};

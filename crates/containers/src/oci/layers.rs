@@ -3,10 +3,12 @@
 //! whiteouts (`.wh.NAME` removes NAME, `.wh..wh..opq` empties its directory of what lower
 //! layers put there), hard links within the root.
 //!
+//! Entry names follow the artifact extraction's rule
+//! ([`relative_entry_path`]: no absolute names, no `..`), and an image is bounded by its
+//! limits ([`ExtractLimits`]: bytes actually written, entries), counted across all its layers.
 //! Every path is resolved inside the root like a chroot would: symlinks met on the way
-//! (absolute or relative) never lead out of it, `..` in entry names is refused, and files are
-//! created without following a final symlink. Device nodes are skipped (containers get
-//! their own `/dev`).
+//! (absolute or relative) never lead out of it, and files are created without following a
+//! final symlink. Device nodes are skipped (containers get their own `/dev`).
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -18,6 +20,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use flate2::read::MultiGzDecoder;
+use singularity_artifacts::{ExtractLimits, relative_entry_path};
 use tar::EntryType;
 
 use super::OciError;
@@ -40,11 +43,64 @@ pub struct LayerSummary {
     pub bytes: u64,
 }
 
-/// Applies the layer read from `reader` (gzip-compressed or not) onto `rootfs`.
+/// What the layers of one image may still write.
+#[derive(Debug, Clone)]
+pub struct ImageBudget {
+    limits: ExtractLimits,
+    bytes: u64,
+    entries: u64,
+}
+
+impl ImageBudget {
+    /// A budget of `limits` for one image.
+    pub fn new(limits: ExtractLimits) -> Self {
+        Self {
+            limits,
+            bytes: 0,
+            entries: 0,
+        }
+    }
+
+    fn entry(&mut self, layer: &str) -> Result<(), OciError> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(OciError::ImageTooLarge {
+                layer: layer.to_owned(),
+                limit: format!("{} entries", self.limits.max_entries),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies `entry` into `file`, failing once the image has written more than its limit.
+    fn copy(
+        &mut self,
+        layer: &str,
+        entry: impl Read,
+        file: &mut fs::File,
+    ) -> Result<u64, OciError> {
+        let left = self.limits.max_total_bytes.saturating_sub(self.bytes);
+        // One byte past the limit shows the entry is too large, whatever its header says.
+        let written = io::copy(&mut entry.take(left.saturating_add(1)), file)
+            .map_err(|source| OciError::layer(layer, "write", source))?;
+        self.bytes += written;
+        if written > left {
+            return Err(OciError::ImageTooLarge {
+                layer: layer.to_owned(),
+                limit: format!("{} bytes", self.limits.max_total_bytes),
+            });
+        }
+        Ok(written)
+    }
+}
+
+/// Applies the layer read from `reader` (gzip-compressed or not) onto `rootfs`, within
+/// `budget`.
 pub fn apply_layer(
     reader: impl Read,
     rootfs: &Path,
     layer: &str,
+    budget: &mut ImageBudget,
 ) -> Result<LayerSummary, OciError> {
     let mut buffered = BufReader::new(reader);
     let gzip = buffered
@@ -52,13 +108,18 @@ pub fn apply_layer(
         .map_err(|source| OciError::layer(layer, "read", source))?
         .starts_with(&[0x1f, 0x8b]);
     if gzip {
-        apply(MultiGzDecoder::new(buffered), rootfs, layer)
+        apply(MultiGzDecoder::new(buffered), rootfs, layer, budget)
     } else {
-        apply(buffered, rootfs, layer)
+        apply(buffered, rootfs, layer, budget)
     }
 }
 
-fn apply(reader: impl Read, rootfs: &Path, layer: &str) -> Result<LayerSummary, OciError> {
+fn apply(
+    reader: impl Read,
+    rootfs: &Path,
+    layer: &str,
+    budget: &mut ImageBudget,
+) -> Result<LayerSummary, OciError> {
     let mut archive = tar::Archive::new(reader);
     let mut summary = LayerSummary::default();
     // Entries of this layer: an opaque whiteout only hides what lower layers made.
@@ -69,10 +130,12 @@ fn apply(reader: impl Read, rootfs: &Path, layer: &str) -> Result<LayerSummary, 
     for entry in entries {
         let mut entry = entry.map_err(|source| OciError::layer(layer, "read", source))?;
         summary.entries += 1;
+        budget.entry(layer)?;
         let raw = entry.path_bytes().into_owned();
-        let rel = relative(&raw).ok_or_else(|| OciError::UnsafeLayerEntry {
+        let rel = relative_entry_path(&raw).map_err(|reason| OciError::UnsafeLayerEntry {
             layer: layer.to_owned(),
             entry: String::from_utf8_lossy(&raw).into_owned(),
+            reason,
         })?;
         let Some(name) = rel.file_name().map(OsStr::to_owned) else {
             continue; // the root itself
@@ -134,7 +197,7 @@ fn apply(reader: impl Read, rootfs: &Path, layer: &str) -> Result<LayerSummary, 
                     .mode(0o600)
                     .open(&target)
                     .map_err(fail("create"))?;
-                summary.bytes += io::copy(&mut entry, &mut file).map_err(fail("write"))?;
+                summary.bytes += budget.copy(layer, &mut entry, &mut file)?;
                 let _ = file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime));
                 drop(file);
                 own(&target, uid, gid, mode).map_err(fail("set owner of"))?;
@@ -154,9 +217,12 @@ fn apply(reader: impl Read, rootfs: &Path, layer: &str) -> Result<LayerSummary, 
                     .link_name_bytes()
                     .map(|b| b.into_owned())
                     .unwrap_or_default();
-                let link_rel = relative(&raw_link).ok_or_else(|| OciError::UnsafeLayerEntry {
-                    layer: layer.to_owned(),
-                    entry: String::from_utf8_lossy(&raw_link).into_owned(),
+                let link_rel = relative_entry_path(&raw_link).map_err(|reason| {
+                    OciError::UnsafeLayerEntry {
+                        layer: layer.to_owned(),
+                        entry: String::from_utf8_lossy(&raw_link).into_owned(),
+                        reason,
+                    }
                 })?;
                 let link_parent =
                     resolve_dir(rootfs, link_rel.parent().unwrap_or(Path::new("")), false)
@@ -174,20 +240,6 @@ fn apply(reader: impl Read, rootfs: &Path, layer: &str) -> Result<LayerSummary, 
         made.insert(rel);
     }
     Ok(summary)
-}
-
-/// An entry name as a path relative to the root: `.` dropped, a leading `/` tolerated,
-/// `None` when it has a `..` component.
-fn relative(raw: &[u8]) -> Option<PathBuf> {
-    let mut rel = PathBuf::new();
-    for component in Path::new(OsStr::from_bytes(raw)).components() {
-        match component {
-            Component::Normal(name) => rel.push(name),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(rel)
 }
 
 /// The host path of the directory `rel` inside `root`, following symlinks as if `root` were
@@ -283,6 +335,10 @@ mod tests {
 
     use super::*;
 
+    fn budget() -> ImageBudget {
+        ImageBudget::new(ExtractLimits::default())
+    }
+
     fn layer(entries: &[(&str, EntryType, &str)]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for (path, kind, data) in entries {
@@ -330,7 +386,7 @@ mod tests {
             ("lib", EntryType::Symlink, "usr/lib"),
             ("usr/lib/", EntryType::Directory, ""),
         ]);
-        apply_layer(&lower[..], rootfs, "lower").expect("lower");
+        apply_layer(&lower[..], rootfs, "lower", &mut budget()).expect("lower");
         let upper = layer(&[
             ("etc/.wh.old", EntryType::Regular, ""),
             ("opt/.wh..wh..opq", EntryType::Regular, ""),
@@ -338,7 +394,7 @@ mod tests {
             ("lib/libc.so", EntryType::Regular, "libc"),
             ("bin/busybox", EntryType::Regular, "bb2"),
         ]);
-        let summary = apply_layer(&upper[..], rootfs, "upper").expect("upper");
+        let summary = apply_layer(&upper[..], rootfs, "upper", &mut budget()).expect("upper");
         assert_eq!(summary.whiteouts, 2);
         assert!(!rootfs.join("etc/old").exists());
         assert!(rootfs.join("etc").is_dir());
@@ -380,7 +436,8 @@ mod tests {
             ("up/tmp/x", EntryType::Regular, "x"),
             ("abs/y", EntryType::Regular, "y"),
         ]);
-        apply_layer(&evil[..], root.path(), "evil").expect("applied inside the root");
+        apply_layer(&evil[..], root.path(), "evil", &mut budget())
+            .expect("applied inside the root");
         assert_eq!(fs::read_dir(outside.path()).expect("list").count(), 0);
         assert_eq!(
             fs::read_to_string(root.path().join("tmp/x")).expect("x"),
@@ -399,7 +456,7 @@ mod tests {
         builder.append(&header, &b"x"[..]).expect("append");
         let dotdot = builder.into_inner().expect("tar");
         assert!(matches!(
-            apply_layer(&dotdot[..], root.path(), "dotdot"),
+            apply_layer(&dotdot[..], root.path(), "dotdot", &mut budget()),
             Err(OciError::UnsafeLayerEntry { .. })
         ));
     }
@@ -411,7 +468,38 @@ mod tests {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         io::Write::write_all(&mut encoder, &plain).expect("gzip");
         let gz = encoder.finish().expect("gzip");
-        apply_layer(&gz[..], root.path(), "gz").expect("applied");
+        apply_layer(&gz[..], root.path(), "gz", &mut budget()).expect("applied");
         assert_eq!(fs::read_to_string(root.path().join("f")).expect("f"), "gz");
+    }
+
+    #[test]
+    fn the_limits_hold_across_the_layers_of_an_image() {
+        let root = tempfile::tempdir().expect("dir");
+        let mut budget = ImageBudget::new(ExtractLimits {
+            max_total_bytes: 10,
+            max_entries: 3,
+        });
+        let first = layer(&[("a", EntryType::Regular, "123456")]);
+        apply_layer(&first[..], root.path(), "first", &mut budget).expect("within");
+        let second = layer(&[("b", EntryType::Regular, "123456")]);
+        let error = apply_layer(&second[..], root.path(), "second", &mut budget)
+            .expect_err("over the bytes")
+            .to_string();
+        assert_eq!(error, "layer second: the image exceeds 10 bytes");
+
+        let mut budget = ImageBudget::new(ExtractLimits {
+            max_total_bytes: 1 << 20,
+            max_entries: 3,
+        });
+        let many = layer(&[
+            ("d/", EntryType::Directory, ""),
+            ("d/1", EntryType::Regular, ""),
+            ("d/2", EntryType::Regular, ""),
+            ("d/3", EntryType::Regular, ""),
+        ]);
+        let error = apply_layer(&many[..], root.path(), "many", &mut budget)
+            .expect_err("over the entries")
+            .to_string();
+        assert_eq!(error, "layer many: the image exceeds 3 entries");
     }
 }

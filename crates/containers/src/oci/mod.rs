@@ -25,6 +25,8 @@ pub mod store;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use singularity_artifacts::PathRefusal;
+
 pub use runc::{ExecChild, OciRuntime, RunningContainer, oom_killed};
 pub use spec::{BundleConfig, runtime_spec};
 pub use store::{ImageConfig, ImageStore, StoredImage};
@@ -71,13 +73,23 @@ pub enum OciError {
         /// The name.
         name: String,
     },
-    /// A layer entry would land outside the root filesystem.
-    #[error("layer {layer}: entry {entry:?} leaves the root filesystem")]
+    /// A layer entry's name (or a hard link's target) is refused by the extraction rules.
+    #[error("layer {layer}: entry {entry:?} {reason}")]
     UnsafeLayerEntry {
         /// The layer.
         layer: String,
         /// The entry's name.
         entry: String,
+        /// Why.
+        reason: PathRefusal,
+    },
+    /// The image's layers hold more than the extraction limits allow.
+    #[error("layer {layer}: the image exceeds {limit}")]
+    ImageTooLarge {
+        /// The layer being applied.
+        layer: String,
+        /// The limit, in words.
+        limit: String,
     },
     /// A layer could not be applied.
     #[error("layer {layer}: cannot {what}: {source}")]

@@ -73,14 +73,14 @@ pub async fn pull(
     }
     let store = store.clone();
     let image = tokio::task::spawn_blocking(move || {
-        let image = store.unpack(&id, config.as_bytes(), |rootfs| {
+        let image = store.unpack(&id, config.as_bytes(), |rootfs, budget| {
             for (digest, path) in &files {
                 let file = std::fs::File::open(path).map_err(|source| OciError::Store {
                     what: "open",
                     path: path.clone(),
                     source,
                 })?;
-                apply_layer(file, rootfs, digest)?;
+                apply_layer(file, rootfs, digest, budget)?;
             }
             Ok(())
         });

@@ -15,7 +15,9 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::OciError;
-use super::layers::apply_layer;
+use singularity_artifacts::ExtractLimits;
+
+use super::layers::{ImageBudget, apply_layer};
 
 /// The parts of an image configuration a container is made from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,6 +80,7 @@ pub struct StoredImage {
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     dir: PathBuf,
+    limits: ExtractLimits,
 }
 
 const IMAGES: &str = "images";
@@ -87,9 +90,18 @@ const IMAGE_JSON: &str = "image.json";
 const ROOTFS: &str = "rootfs";
 
 impl ImageStore {
-    /// A store at `dir` (created on first import).
+    /// A store at `dir` (created on first import), each image bounded by the artifact
+    /// extraction's default limits.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            limits: ExtractLimits::default(),
+        }
+    }
+
+    /// The same store with `limits` on what one image's layers may write.
+    pub fn with_limits(self, limits: ExtractLimits) -> Self {
+        Self { limits, ..self }
     }
 
     /// The store's directory.
@@ -164,10 +176,10 @@ impl ImageStore {
                     .collect()
             })
             .unwrap_or_default();
-        self.unpack(&id, &config, |rootfs| {
+        self.unpack(&id, &config, |rootfs, budget| {
             for layer in &layers {
                 let found = with_member(tarball, layer, |reader| {
-                    apply_layer(reader, rootfs, layer).map(drop)
+                    apply_layer(reader, rootfs, layer, budget).map(drop)
                 })?;
                 if found.is_none() {
                     return Err(OciError::BadArchive {
@@ -181,12 +193,13 @@ impl ImageStore {
     }
 
     /// Unpacks an image whose configuration document is `config` by `apply` (which writes
-    /// the layers into the root it is given), then moves it into place.
+    /// the layers into the root it is given, within the image's budget), then moves it into
+    /// place.
     pub fn unpack(
         &self,
         id: &str,
         config: &[u8],
-        apply: impl FnOnce(&Path) -> Result<(), OciError>,
+        apply: impl FnOnce(&Path, &mut ImageBudget) -> Result<(), OciError>,
     ) -> Result<StoredImage, OciError> {
         let tmp_root = self.dir.join(TMP);
         let images = self.dir.join(IMAGES);
@@ -201,7 +214,7 @@ impl ImageStore {
         fs::create_dir(&rootfs).map_err(|source| OciError::store("create", &rootfs, source))?;
         fs::set_permissions(&rootfs, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|source| OciError::store("set the mode of", &rootfs, source))?;
-        apply(&rootfs)?;
+        apply(&rootfs, &mut ImageBudget::new(self.limits))?;
         let json = staging.path().join(IMAGE_JSON);
         fs::write(&json, config).map_err(|source| OciError::store("write", &json, source))?;
         let marker = staging.path().join(COMPLETE);

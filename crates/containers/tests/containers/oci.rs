@@ -7,11 +7,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use singularity_containers::oci::{
     BundleConfig, ImageStore, OciRuntime, RunningContainer, StoredImage, oom_killed, runtime_spec,
 };
-use singularity_containers::{Bind, NetworkMode, Signal};
-use singularity_test_support::{self as services, unique_name};
+use singularity_containers::{Bind, NetworkMode, RegistryAuth, Signal};
+use singularity_test_support::{
+    self as services, AuthRegistry, REGISTRY_PASSWORD, REGISTRY_USER, unique_name,
+};
 use tokio::io::AsyncReadExt as _;
 
 /// One test's store, runtime state and bundles.
@@ -429,4 +432,63 @@ async fn registry_images_are_pulled_without_a_daemon() {
         error.starts_with(&format!("cannot pull {missing}: ")),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_registry_behind_basic_auth_takes_the_docker_credentials_and_refuses_others() {
+    let registry = AuthRegistry::start();
+    let docker_config = tempfile::tempdir().expect("docker config");
+    let reference = registry.push_test_image(docker_config.path());
+    let dir = tempfile::tempdir().expect("dir");
+    let store = ImageStore::new(dir.path().join("store"));
+    let credentials = |username: &str, password: &str| RegistryAuth {
+        username: Some(username.to_owned()),
+        password: Some(password.to_owned()),
+        auth: None,
+        email: None,
+        server_address: Some(registry.addr().to_owned()),
+    };
+
+    for (auth, case) in [
+        (None, "anonymous"),
+        (Some(credentials(REGISTRY_USER, "wrong")), "wrong password"),
+    ] {
+        let error = singularity_containers::oci::registry::pull(&store, &reference, auth.as_ref())
+            .await
+            .expect_err(case)
+            .to_string();
+        assert!(
+            error.starts_with(&format!("cannot pull {reference}: Not authorized")),
+            "{case}: {error}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(store.dir().join("images")).map_or(0, Iterator::count),
+        0
+    );
+
+    // The docker config file form: base64 of `user:password`.
+    let encoded = base64::engine::general_purpose::STANDARD
+        .encode(format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"));
+    let config_file_form = RegistryAuth {
+        username: None,
+        password: None,
+        auth: Some(encoded),
+        email: None,
+        server_address: Some(registry.addr().to_owned()),
+    };
+    for (index, auth) in [
+        credentials(REGISTRY_USER, REGISTRY_PASSWORD),
+        config_file_form,
+    ]
+    .iter()
+    .enumerate()
+    {
+        // A store of its own each: a pull must not be answered from an earlier one.
+        let store = ImageStore::new(dir.path().join(format!("store-{index}")));
+        let image = singularity_containers::oci::registry::pull(&store, &reference, Some(auth))
+            .await
+            .expect("pull with the credentials");
+        assert!(image.rootfs.join("bin/busybox").is_file());
+    }
 }

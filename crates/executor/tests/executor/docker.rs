@@ -3,7 +3,6 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -13,7 +12,7 @@ use singularity_mesos::types::{
     ContainerType, EnvironmentVariable, Parameter, PortMapping, Volume,
 };
 use singularity_mesos::{ContainerInfo, DockerInfo, TaskInfo, TaskState};
-use singularity_test_support as services;
+use singularity_test_support::{self as services, AuthRegistry, REGISTRY_PASSWORD, REGISTRY_USER};
 
 use crate::support::*;
 
@@ -731,110 +730,6 @@ async fn sigterm_to_the_executor_stops_a_container_like_a_kill() {
     assert!(!container_exists(&container_name(&id)));
 }
 
-/// A docker-registry of its own requiring a user and password (htpasswd), holding
-/// `auth/busybox:1`; stopped (by pid) when dropped.
-struct AuthRegistry {
-    addr: String,
-    process: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-const REGISTRY_USER: &str = "se-user";
-const REGISTRY_PASSWORD: &str = "se-pass word";
-
-impl AuthRegistry {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let hash = bcrypt::hash_with_result(REGISTRY_PASSWORD, 5)
-            .expect("bcrypt")
-            .format_for_version(bcrypt::Version::TwoY);
-        let htpasswd = dir.path().join("htpasswd");
-        std::fs::write(&htpasswd, format!("{REGISTRY_USER}:{hash}\n")).expect("htpasswd");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = dir.path().join("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
-                 http: {{addr: {addr}}}\n\
-                 auth: {{htpasswd: {{realm: se-test, path: {}}}}}\n",
-                dir.path().join("data").display(),
-                htpasswd.display()
-            ),
-        )
-        .expect("registry config");
-        let process = std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("registry.log")).expect("log"))
-            .spawn()
-            .expect("docker-registry (installed by scripts/services.sh)");
-        let deadline = Instant::now() + SOON;
-        // Up once it answers /v2/ (401 without credentials).
-        while TcpStream::connect(&addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the auth registry never listened"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Self {
-            addr,
-            process,
-            _dir: dir,
-        }
-    }
-
-    /// Pushes the test image as `auth/busybox:1` with a CLI login kept in `docker_config`
-    /// (a directory), then removes the local tag so that a task must pull it.
-    fn push_test_image(&self, docker_config: &std::path::Path) -> String {
-        let config = docker_config.display().to_string();
-        let cli = |args: &[&str], input: Option<&str>| {
-            let mut command = std::process::Command::new("docker");
-            command
-                .args(args)
-                .env("DOCKER_HOST", services::docker_host())
-                .env("DOCKER_CONFIG", &config)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let mut child = command.spawn().expect("docker CLI");
-            if let Some(input) = input {
-                child
-                    .stdin
-                    .take()
-                    .expect("stdin")
-                    .write_all(input.as_bytes())
-                    .expect("write");
-            }
-            let output = child.wait_with_output().expect("docker CLI");
-            assert!(output.status.success(), "docker {args:?}: {output:?}");
-        };
-        cli(
-            &["login", &self.addr, "-u", REGISTRY_USER, "--password-stdin"],
-            Some(REGISTRY_PASSWORD),
-        );
-        let reference = format!("{}/auth/busybox:1", self.addr);
-        cli(&["tag", &services::test_image(), &reference], None);
-        cli(&["push", &reference], None);
-        cli(&["rmi", &reference], None);
-        reference
-    }
-}
-
-impl Drop for AuthRegistry {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
 /// Runs one forced pull of `reference` through an executor with `settings`; its terminal
 /// update.
 async fn pull_with(
@@ -864,7 +759,7 @@ async fn pull_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_use_the_configured_registry_credentials() {
-    let registry = AuthRegistry::start().await;
+    let registry = AuthRegistry::start();
     let home = tempfile::tempdir().expect("home");
     let reference = registry.push_test_image(&home.path().join(".docker"));
     let home_dir = home.path().display().to_string();

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::types::{ContainerType, Resource};
 use singularity_mesos::{ContainerInfo, TaskInfo, TaskState};
-use singularity_test_support::{self as services, TestCgroup};
+use singularity_test_support::{
+    self as services, AuthRegistry, REGISTRY_PASSWORD, REGISTRY_USER, TestCgroup,
+};
 
 use crate::staging_support::{BUCKET, Downloader, HttpServer, Listen, md5, s3_server};
 use crate::support::*;
@@ -354,6 +356,67 @@ async fn a_registry_image_is_pulled_without_a_daemon_and_runs() {
     assert_eq!(harness.service_log(&id), "pulled\n/bin/busybox\n");
     assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
     assert_no_rejections(&agent);
+}
+
+/// Runs `reference` as a daemonless container through an executor with `settings` and
+/// `env`; its terminal update.
+async fn pull_with(
+    settings: &str,
+    env: &[(&str, &str)],
+    reference: &str,
+) -> singularity_mesos::TaskStatus {
+    let harness = harness(settings);
+    let agent = FakeAgent::start("fw-1", "ex-1").await;
+    let mut executor = harness.spawn_with_env(&agent, true, env);
+    let id = task_id();
+    agent.launch(mesos_task(
+        &agent,
+        &id,
+        &json!({"cmd": "echo pulled"}),
+        json!({"type": "DOCKER", "docker": {"name": reference}}),
+    ));
+    let status = wait_terminal(&agent, &id).await;
+    if status.state == TaskState::TaskFinished {
+        assert_eq!(harness.service_log(&id), "pulled\n");
+    }
+    assert_eq!(wait_exit(&mut executor, SOON, &harness).await, 0);
+    assert_no_rejections(&agent);
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_pulls_take_the_docker_pull_credentials() {
+    let registry = AuthRegistry::start();
+    let home = tempfile::tempdir().expect("home");
+    let reference = registry.push_test_image(&home.path().join(".docker"));
+    let home_dir = home.path().display().to_string();
+
+    // The entry the docker CLI's login stored in ~/.docker/config.json.
+    let status = pull_with(
+        "dockerAuthConfig: {fromDockerConfig: true}",
+        &[("HOME", &home_dir)],
+        &reference,
+    )
+    .await;
+    assert_eq!(status.state, TaskState::TaskFinished, "{status:?}");
+
+    // Explicit credentials.
+    let status = pull_with(
+        &format!(
+            "dockerAuthConfig: {{username: {REGISTRY_USER}, password: '{REGISTRY_PASSWORD}'}}"
+        ),
+        &[],
+        &reference,
+    )
+    .await;
+    assert_eq!(status.state, TaskState::TaskFinished, "{status:?}");
+
+    // None: the registry refuses, and the task says which image.
+    let status = pull_with("", &[], &reference).await;
+    assert_eq!(status.state, TaskState::TaskFailed, "{status:?}");
+    let text = message(&status);
+    assert!(text.contains(&reference), "{text}");
+    assert!(text.contains("Not authorized"), "{text}");
 }
 
 /// The `memory` line of `/proc/<pid>/cgroup`.
