@@ -12,7 +12,7 @@ use crate::auth::AuthSource;
 use crate::engine::{ContainerEngine, EngineError, EngineErrorKind};
 
 /// Pause between pull attempts, grown linearly with the attempt number.
-const PULL_RETRY_PAUSE: Duration = Duration::from_secs(1);
+pub(crate) const PULL_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// A registry image reference, split for a pull.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -116,6 +116,8 @@ pub enum OciError {
         image: String,
         /// Why.
         reason: String,
+        /// Whether another attempt may fare better (the network, a 5xx or 429 answer).
+        transient: bool,
     },
     /// A stored image is damaged.
     #[error("image {image}: {reason}")]

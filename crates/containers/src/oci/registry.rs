@@ -6,13 +6,58 @@
 
 use base64::Engine as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth as ClientAuth;
 use oci_client::{Client, Reference};
+use tokio::time::Instant;
 
 use super::OciError;
 use super::layers::apply_layer;
 use super::store::{ImageStore, StoredImage};
 use crate::RegistryAuth;
+use crate::image::{PULL_RETRY_PAUSE, PullPolicy};
+
+/// [`pull`] with `policy.attempts` attempts inside `policy.timeout`, as Docker pulls are
+/// made: only a transient failure (the network, a 5xx or 429 answer) is tried again.
+pub async fn pull_with_policy(
+    store: &ImageStore,
+    reference: &str,
+    auth: Option<&RegistryAuth>,
+    policy: PullPolicy,
+) -> Result<StoredImage, OciError> {
+    let deadline = Instant::now() + policy.timeout;
+    let attempts = policy.attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let error = match tokio::time::timeout(remaining, pull(store, reference, auth)).await {
+            Ok(Ok(image)) => return Ok(image),
+            Ok(Err(error)) => error,
+            Err(_) => {
+                return Err(OciError::Pull {
+                    image: reference.to_owned(),
+                    reason: format!("no answer within {}s", policy.timeout.as_secs()),
+                    transient: true,
+                });
+            }
+        };
+        tracing::warn!(image = reference, attempt, attempts, %error, "pull failed");
+        let transient = matches!(
+            error,
+            OciError::Pull {
+                transient: true,
+                ..
+            }
+        );
+        if !transient || attempt >= attempts {
+            return Err(error);
+        }
+        let pause =
+            (PULL_RETRY_PAUSE * attempt).min(deadline.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(pause).await;
+        attempt += 1;
+    }
+}
 
 /// Pulls `reference` into `store` (the layers only when the store lacks the image) with
 /// `auth` when given; returns the stored image.
@@ -24,6 +69,12 @@ pub async fn pull(
     let fail = |reason: String| OciError::Pull {
         image: reference.to_owned(),
         reason,
+        transient: false,
+    };
+    let failed = |error: OciDistributionError| OciError::Pull {
+        image: reference.to_owned(),
+        transient: is_transient(&error),
+        reason: error.to_string(),
     };
     let parsed: Reference = reference
         .parse()
@@ -42,7 +93,7 @@ pub async fn pull(
     let (manifest, _digest, config) = client
         .pull_manifest_and_config(&parsed, &credentials)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(failed)?;
     let id = manifest.config.digest.clone();
     if let Some(image) = store.get(&id)? {
         return Ok(image);
@@ -68,7 +119,11 @@ pub async fn pull(
         client
             .pull_blob(&parsed, layer, file)
             .await
-            .map_err(|e| fail(format!("layer {}: {e}", layer.digest)))?;
+            .map_err(|e| OciError::Pull {
+                image: reference.to_owned(),
+                transient: is_transient(&e),
+                reason: format!("layer {}: {e}", layer.digest),
+            })?;
         files.push((layer.digest.clone(), path));
     }
     let store = store.clone();
@@ -109,6 +164,15 @@ fn is_loopback(registry: &str) -> bool {
         _ => registry,
     };
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+/// Whether another attempt may fare better.
+fn is_transient(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
+        _ => false,
+    }
 }
 
 /// The credentials `oci-client` takes: user and password, or the base64 `user:password`

@@ -492,3 +492,58 @@ async fn a_registry_behind_basic_auth_takes_the_docker_credentials_and_refuses_o
         assert!(image.rootfs.join("bin/busybox").is_file());
     }
 }
+
+/// A registry address that accepts connections and closes them at once; the count of
+/// connections taken.
+fn closing_registry() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn transient_pull_failures_are_tried_again_and_refusals_are_not() {
+    use singularity_containers::image::PullPolicy;
+    use singularity_containers::oci::registry::pull_with_policy;
+    let dir = tempfile::tempdir().expect("dir");
+    let store = ImageStore::new(dir.path().join("store"));
+    let policy = |attempts| PullPolicy {
+        attempts,
+        timeout: Duration::from_secs(60),
+    };
+
+    // A dropped connection: every attempt is made.
+    let mut per_attempts = Vec::new();
+    for attempts in [1, 3] {
+        let (addr, connections) = closing_registry();
+        let reference = format!("{addr}/test/busybox:1");
+        let error = pull_with_policy(&store, &reference, None, policy(attempts))
+            .await
+            .expect_err("nothing answers")
+            .to_string();
+        assert!(
+            error.starts_with(&format!("cannot pull {reference}: ")),
+            "{error}"
+        );
+        per_attempts.push(connections.load(std::sync::atomic::Ordering::SeqCst));
+    }
+    assert!(per_attempts[0] >= 1, "{per_attempts:?}");
+    assert_eq!(per_attempts[1], 3 * per_attempts[0], "{per_attempts:?}");
+
+    // A missing tag is the registry's answer: one attempt (five would pause 1 + 2 + 3 + 4 s
+    // between them).
+    let missing = format!("{}/test/busybox:missing", services::registry());
+    let started = Instant::now();
+    pull_with_policy(&store, &missing, None, policy(5))
+        .await
+        .expect_err("no such tag");
+    assert!(started.elapsed() < Duration::from_secs(5), "retried");
+}

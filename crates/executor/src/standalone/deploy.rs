@@ -20,6 +20,9 @@ pub struct DeployContainer {
     pub volumes: Vec<DeployVolume>,
     /// Docker settings.
     pub docker: Option<DeployDocker>,
+    /// `SingularityMesosInfo`: `{"image": {"type", "docker": {"name"}, "appc", "cached"}}`,
+    /// which is the shape of Mesos' own `MesosInfo`, so it is passed on as it is.
+    pub mesos: Option<serde_json::Value>,
 }
 
 /// `SingularityVolume`.
@@ -161,7 +164,7 @@ impl DeployContainer {
                 .collect(),
             hostname: None,
             docker,
-            mesos: None,
+            mesos: self.mesos.clone(),
             network_infos: Vec::new(),
             linux_info: None,
             rlimit_info: None,
@@ -192,6 +195,22 @@ mod tests {
         assert_eq!(docker.port_mappings[0].host_port, 31000);
         assert_eq!(docker.parameters[0].key, "memory");
         assert_eq!(docker.force_pull_image, Some(false));
+    }
+
+    #[test]
+    fn a_mesos_image_is_passed_on() {
+        let deploy: DeployContainer = serde_json::from_str(
+            r#"{"type": "MESOS",
+                "mesos": {"image": {"type": "DOCKER", "docker": {"name": "busybox:1"}}}}"#,
+        )
+        .expect("json");
+        let info = deploy.to_mesos().expect("mesos");
+        assert_eq!(info.kind, Some(ContainerType::Mesos));
+        assert_eq!(info.docker, None);
+        assert_eq!(
+            info.mesos.expect("mesos")["image"]["docker"]["name"],
+            "busybox:1"
+        );
     }
 
     #[test]

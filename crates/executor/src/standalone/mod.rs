@@ -9,8 +9,9 @@
 //!  "env": {"GREETING": "hello"}}
 //! ```
 //!
-//! A deploy's `containerInfo` (`{"type": "DOCKER", "docker": {"image": ...}}`) runs the task
-//! in a container, translated as the scheduler translates it.
+//! A deploy's `containerInfo` (`{"type": "DOCKER", "docker": {"image": ...}}`, or `{"type":
+//! "MESOS", "mesos": {"image": ...}}` for the OCI runtime) runs the task in a container,
+//! translated as the scheduler translates it.
 //!
 //! For the latter the task id is `taskId` when given, else
 //! `<requestId>-<id>-<now ms>-1-<host>-local` (`standalone` for missing ids), and the task

@@ -358,6 +358,51 @@ async fn a_registry_image_is_pulled_without_a_daemon_and_runs() {
     assert_no_rejections(&agent);
 }
 
+#[test]
+fn a_standalone_deploy_with_a_mesos_image_runs_without_a_daemon() {
+    let harness = harness("");
+    let file = harness.root.path().join("deploy.json");
+    let image = format!("{}/test/busybox:1", services::registry());
+    let deploy = json!({
+        "requestId": "oci-request", "id": "d1",
+        "executorData": {"cmd": "sh -c 'echo standalone $GREETING in $(pwd)'"},
+        "env": {"GREETING": "hello"},
+        "containerInfo": {"type": "MESOS",
+                          "mesos": {"image": {"type": "DOCKER", "docker": {"name": image}}}}
+    });
+    std::fs::write(&file, deploy.to_string()).expect("task file");
+    let sandbox = harness.root.path().join("run");
+    let output = harness
+        .run_command(&file, &sandbox)
+        .output()
+        .expect("run the executor");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("TASK_RUNNING: Task running process runc - (pid: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("TASK_FINISHED: Process exited normally with code 0\n"),
+        "{stdout}"
+    );
+    let task_dir = std::fs::read_dir(&sandbox)
+        .expect("sandbox")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("task directory");
+    assert_eq!(
+        crate::support::task_output(&task_dir),
+        "standalone hello in /mnt/mesos/sandbox/app\n"
+    );
+}
+
 /// Runs `reference` as a daemonless container through an executor with `settings` and
 /// `env`; its terminal update.
 async fn pull_with(

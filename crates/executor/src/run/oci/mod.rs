@@ -32,6 +32,7 @@ use std::process::ExitStatus as ProcessStatus;
 use std::sync::{Arc, Mutex};
 
 use singularity_common::config::types::ContainerRuntime;
+use singularity_containers::image::PullPolicy;
 use singularity_containers::oci::{
     BundleConfig, ImageStore, OciError, OciRuntime, StoredImage, oom_killed, registry, runtime_spec,
 };
@@ -282,16 +283,14 @@ impl OciBackend {
             .auth
             .as_ref()
             .and_then(|a| a.for_repository(&image.repository));
-        let pull = registry::pull(&self.store, &image.reference, auth.as_ref());
-        let stored = tokio::time::timeout(self.options.container.pull_timeout, pull)
-            .await
-            .map_err(|_| OciError::Pull {
-                image: image.reference.clone(),
-                reason: format!(
-                    "no answer within {}s",
-                    self.options.container.pull_timeout.as_secs()
-                ),
-            })??;
+        // The attempts and the deadline of Docker pulls.
+        let policy = PullPolicy {
+            attempts: self.options.container.pull_attempts,
+            timeout: self.options.container.pull_timeout,
+        };
+        let stored =
+            registry::pull_with_policy(&self.store, &image.reference, auth.as_ref(), policy)
+                .await?;
         tracing::info!(
             task_id = spec.task_id,
             image = image.reference,
@@ -322,6 +321,7 @@ impl OciBackend {
                 return Err(OciError::Pull {
                     image: image.reference.clone(),
                     reason: "not pulled before staging".to_owned(),
+                    transient: false,
                 }
                 .into());
             }
