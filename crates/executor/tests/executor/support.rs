@@ -188,18 +188,43 @@ impl Harness {
 
 /// Everything a task in `task_dir` wrote: the rotated service logs in `logs/` decompressed,
 /// oldest first, then what is left in `service.log` (teardown rotates it away).
+///
+/// The executor may rotate or compress while this reads (its teardown runs after the
+/// terminal update): a read during which the segments or `service.log` changed is made again.
 pub fn task_output(task_dir: &Path) -> String {
-    let mut out = Vec::new();
-    let logs = task_dir.join("logs");
-    if logs.is_dir() {
-        for file in singularity_logs::names::segments_in_order(&logs, "service.log", DATEFORMAT)
-            .expect("list rotated logs")
-        {
-            out.extend(singularity_logs::compress::read_decompressed(&file).expect("decompress"));
+    loop {
+        let before = log_files(task_dir);
+        let mut out = Vec::new();
+        let mut complete = true;
+        for file in &before.0 {
+            match singularity_logs::compress::read_decompressed(file) {
+                Ok(bytes) => out.extend(bytes),
+                Err(_) if !file.exists() => complete = false,
+                Err(error) => panic!("decompress {}: {error}", file.display()),
+            }
+        }
+        out.extend(fs::read(task_dir.join("service.log")).unwrap_or_default());
+        if complete && log_files(task_dir) == before {
+            return String::from_utf8_lossy(&out).into_owned();
         }
     }
-    out.extend(fs::read(task_dir.join("service.log")).unwrap_or_default());
-    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The rotated segments of `service.log` in order, and the live file's inode (a rotation
+/// renames a fresh file over it).
+fn log_files(task_dir: &Path) -> (Vec<PathBuf>, Option<u64>) {
+    use std::os::unix::fs::MetadataExt as _;
+    let logs = task_dir.join("logs");
+    let segments = if logs.is_dir() {
+        singularity_logs::names::segments_in_order(&logs, "service.log", DATEFORMAT)
+            .expect("list rotated logs")
+    } else {
+        Vec::new()
+    };
+    let inode = fs::metadata(task_dir.join("service.log"))
+        .ok()
+        .map(|m| m.ino());
+    (segments, inode)
 }
 
 /// The name of the user running the tests.
