@@ -244,6 +244,12 @@ async fn pass<E: ContainerEngine>(
                 report.container_errors += 1;
             }
         }
+        oci::remove_stale_unpackings(
+            &settings.executor.oci_image_store_directory,
+            oci::STALE_UNPACK,
+            settings.dry_run,
+        )
+        .await;
     }
 
     clean_definitions(

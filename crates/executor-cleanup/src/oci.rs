@@ -7,15 +7,25 @@
 //! does not list as active is deleted by force (killed first) and its bundle removed. A
 //! runtime that is not installed means no daemonless container was ever run here: nothing to
 //! sweep, no error.
+//!
+//! An executor killed before the runtime created its container, or after deleting it but
+//! before removing the bundle, leaves a bundle the runtime does not list; one killed while
+//! unpacking an image leaves a directory in the store's `tmp/`. Bundles of tasks not active
+//! go too, and `tmp/` entries untouched for [`STALE_UNPACK`].
 
 use std::collections::HashSet;
 use std::io;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use singularity_common::naming;
 use singularity_containers::oci::{OciError, OciRuntime};
 
 use crate::docker::SweepReport;
+
+/// Age past which an entry of the image store's `tmp/` is an abandoned unpacking: no import
+/// takes a day.
+pub const STALE_UNPACK: Duration = Duration::from_secs(24 * 3600);
 
 /// Deletes the orphaned daemonless containers and their bundles under `bundles` (with
 /// `dry_run`, only lists them).
@@ -38,6 +48,7 @@ pub async fn sweep(
         }
         Err(error) => return Err(error),
     };
+    let listed_names: HashSet<String> = listed.iter().cloned().collect();
     for name in listed {
         let Some(task_id) = naming::task_id_from_container_name(prefix, &name) else {
             continue;
@@ -70,5 +81,76 @@ pub async fn sweep(
             }
         }
     }
+    remove_unlisted_bundles(bundles, prefix, active, &listed_names, dry_run).await;
     Ok(report)
+}
+
+/// Removes the bundles under `bundles` of tasks not active whose container the runtime does
+/// not list.
+async fn remove_unlisted_bundles(
+    bundles: &Path,
+    prefix: &str,
+    active: &HashSet<String>,
+    listed: &HashSet<String>,
+    dry_run: bool,
+) {
+    let Ok(mut entries) = tokio::fs::read_dir(bundles).await else {
+        return; // none made here
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(task_id) = naming::task_id_from_container_name(prefix, &name) else {
+            continue;
+        };
+        if active.contains(task_id) || listed.contains(&name) {
+            continue;
+        }
+        if dry_run {
+            println!("would remove the bundle {}", entry.path().display());
+            continue;
+        }
+        match tokio::fs::remove_dir_all(entry.path()).await {
+            Ok(()) => tracing::info!(
+                name,
+                "removed the bundle of a container that never ran or was deleted"
+            ),
+            Err(error) => tracing::warn!(name, %error, "cannot remove an orphaned bundle"),
+        }
+    }
+}
+
+/// Removes the entries of the image store's `tmp/` (`store`) untouched for `older_than`:
+/// unpackings and pulls of executors that were killed.
+pub async fn remove_stale_unpackings(store: &Path, older_than: Duration, dry_run: bool) {
+    let tmp = store.join("tmp");
+    let Ok(mut entries) = tokio::fs::read_dir(&tmp).await else {
+        return;
+    };
+    let now = SystemTime::now();
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let Ok(modified) = entry.metadata().await.and_then(|m| m.modified()) else {
+            continue;
+        };
+        if now.duration_since(modified).unwrap_or_default() < older_than {
+            continue;
+        }
+        let path = entry.path();
+        if dry_run {
+            println!("would remove the abandoned unpacking {}", path.display());
+            continue;
+        }
+        let removed = if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
+            tokio::fs::remove_dir_all(&path).await
+        } else {
+            tokio::fs::remove_file(&path).await
+        };
+        match removed {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed an abandoned image unpacking")
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot remove an abandoned image unpacking");
+            }
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The orphan container sweep against the real dockerd, and against the real OCI runtime
 //! (runc) for daemonless containers.
 
+use std::time::{Duration, SystemTime};
+
 use serde_json::json;
 use singularity_containers::NetworkMode;
 use singularity_containers::oci::{BundleConfig, ImageStore, runtime_spec};
@@ -218,9 +220,39 @@ fn orphaned_daemonless_containers_are_deleted_with_their_bundles_and_an_active_t
     let names = [&active, &orphan].map(|id| format!("se-{id}"));
     oci.start(&names[0]);
     oci.start(&names[1]);
-    agent.api.set_active([active.as_str()]);
+    // Bundles the runtime does not list: an executor killed before `runc run`.
+    let never_ran = format!("se-{}", task_id());
+    let active_unlisted = task_id();
+    for name in [&never_ran, &format!("se-{active_unlisted}")] {
+        std::fs::create_dir_all(oci.bundle(name)).expect("bundle");
+        std::fs::write(oci.bundle(name).join("config.json"), "{}").expect("config.json");
+    }
+    // Unpackings in the store's tmp/: one abandoned two days ago, one under way.
+    let tmp = oci.dir.path().join("store/tmp");
+    for name in ["unpack-old", "unpack-new"] {
+        std::fs::create_dir_all(tmp.join(name).join("rootfs/bin")).expect("unpacking");
+    }
+    std::fs::File::open(tmp.join("unpack-old"))
+        .and_then(|d| d.set_modified(SystemTime::now() - Duration::from_secs(2 * 24 * 3600)))
+        .expect("age the abandoned unpacking");
+    agent
+        .api
+        .set_active([active.as_str(), active_unlisted.as_str()]);
 
     let results = agent.clean();
+    assert!(
+        !oci.bundle(&never_ran).exists(),
+        "the unlisted orphan's bundle goes"
+    );
+    assert!(
+        oci.bundle(&format!("se-{active_unlisted}")).exists(),
+        "an active task's bundle stays"
+    );
+    assert!(
+        !tmp.join("unpack-old").exists(),
+        "the abandoned unpacking goes"
+    );
+    assert!(tmp.join("unpack-new").exists(), "the recent one stays");
     let listed = oci.listed();
     assert!(
         listed.contains(&names[0]),
@@ -232,7 +264,7 @@ fn orphaned_daemonless_containers_are_deleted_with_their_bundles_and_an_active_t
         "the orphan is deleted: {listed}"
     );
     assert!(!oci.bundle(&names[1]).exists(), "its bundle is removed");
-    expect_counts(&results, &[("mesosRunningTasks", 1)]);
+    expect_counts(&results, &[("mesosRunningTasks", 2)]);
     assert_eq!(results["errorMessage"], json!(null));
 }
 
