@@ -190,13 +190,24 @@ impl Harness {
 /// oldest first, then what is left in `service.log` (teardown rotates it away).
 ///
 /// The executor may rotate or compress while this reads (its teardown runs after the
-/// terminal update): a read during which the segments or `service.log` changed is made again.
+/// terminal update): a read during which the segments or `service.log` changed is made again,
+/// a segment still linked to `service.log` (a rotation under way) is the live file, and an
+/// uncompressed segment whose compressed copy is in place is about to go.
 pub fn task_output(task_dir: &Path) -> String {
     loop {
         let before = log_files(task_dir);
+        let (segments, live) = &before;
         let mut out = Vec::new();
         let mut complete = true;
-        for file in &before.0 {
+        for (file, inode) in segments {
+            let compressed_too = ["gz", "bz2"].iter().any(|ext| {
+                let mut name = file.as_os_str().to_owned();
+                name.push(format!(".{ext}"));
+                segments.iter().any(|(other, _)| other.as_os_str() == name)
+            });
+            if Some(*inode) == *live || compressed_too {
+                continue;
+            }
             match singularity_logs::compress::read_decompressed(file) {
                 Ok(bytes) => out.extend(bytes),
                 Err(_) if !file.exists() => complete = false,
@@ -210,21 +221,23 @@ pub fn task_output(task_dir: &Path) -> String {
     }
 }
 
-/// The rotated segments of `service.log` in order, and the live file's inode (a rotation
-/// renames a fresh file over it).
-fn log_files(task_dir: &Path) -> (Vec<PathBuf>, Option<u64>) {
+/// The rotated segments of `service.log` in order with their inodes, and the live file's
+/// inode (a rotation links it into `logs/`, then renames a fresh file over it).
+fn log_files(task_dir: &Path) -> (Vec<(PathBuf, u64)>, Option<u64>) {
     use std::os::unix::fs::MetadataExt as _;
+    let inode = |path: &Path| fs::metadata(path).ok().map(|m| m.ino());
     let logs = task_dir.join("logs");
     let segments = if logs.is_dir() {
         singularity_logs::names::segments_in_order(&logs, "service.log", DATEFORMAT)
             .expect("list rotated logs")
+            .into_iter()
+            .filter_map(|path| Some((inode(&path)?, path)))
+            .map(|(ino, path)| (path, ino))
+            .collect()
     } else {
         Vec::new()
     };
-    let inode = fs::metadata(task_dir.join("service.log"))
-        .ok()
-        .map(|m| m.ino());
-    (segments, inode)
+    (segments, inode(&task_dir.join("service.log")))
 }
 
 /// The name of the user running the tests.
