@@ -6,11 +6,17 @@
 //! `<dir>/tmp/` and renamed into place whole, so a reader never sees half an image and two
 //! executors importing the same image at once both end up using one copy. `complete`'s
 //! modification time records the last use.
+//!
+//! Every task has an executor of its own, so eviction cannot rely on one process knowing
+//! every image in use: it spares the images named by the caller, those a container's bundle
+//! (`<dir>/bundles/*/config.json`, removed when the container ends) has as its root, and those
+//! used within [`RECENT_USE`] (an executor between taking an image and writing its bundle).
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
@@ -81,13 +87,18 @@ pub struct StoredImage {
 pub struct ImageStore {
     dir: PathBuf,
     limits: ExtractLimits,
+    recent_use: Duration,
 }
+
+/// How long after its last use an image is kept whatever the store's size.
+pub const RECENT_USE: Duration = Duration::from_secs(600);
 
 const IMAGES: &str = "images";
 const TMP: &str = "tmp";
 const COMPLETE: &str = "complete";
 const IMAGE_JSON: &str = "image.json";
 const ROOTFS: &str = "rootfs";
+const BUNDLES: &str = "bundles";
 
 impl ImageStore {
     /// A store at `dir` (created on first import), each image bounded by the artifact
@@ -96,7 +107,13 @@ impl ImageStore {
         Self {
             dir: dir.into(),
             limits: ExtractLimits::default(),
+            recent_use: RECENT_USE,
         }
+    }
+
+    /// The same store keeping images used within `recent_use` (default [`RECENT_USE`]).
+    pub fn with_recent_use(self, recent_use: Duration) -> Self {
+        Self { recent_use, ..self }
     }
 
     /// The same store with `limits` on what one image's layers may write.
@@ -234,9 +251,15 @@ impl ImageStore {
         })
     }
 
-    /// Removes least recently used images, never one in `in_use`, until the store holds at
-    /// most `max_bytes`; returns the ids removed.
+    /// Removes least recently used images, never one in `in_use`, one a bundle runs from, or
+    /// one used within the recent-use time, until the store holds at most `max_bytes`;
+    /// returns the ids removed.
     pub fn evict(&self, max_bytes: u64, in_use: &[String]) -> Result<Vec<String>, OciError> {
+        let mut spared: HashSet<String> = in_use.iter().cloned().collect();
+        spared.extend(self.bundle_images());
+        let recent = SystemTime::now()
+            .checked_sub(self.recent_use)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         let images = self.dir.join(IMAGES);
         let listing = match fs::read_dir(&images) {
             Ok(listing) => listing,
@@ -258,11 +281,11 @@ impl ImageStore {
         }
         entries.sort();
         let mut removed = Vec::new();
-        for (_, size, id, path) in entries {
+        for (used, size, id, path) in entries {
             if total <= max_bytes {
                 break;
             }
-            if in_use.contains(&id) {
+            if spared.contains(&id) || used > recent {
                 continue;
             }
             // The marker goes first, so the image is no longer found while it is removed.
@@ -272,6 +295,35 @@ impl ImageStore {
             removed.push(id);
         }
         Ok(removed)
+    }
+}
+
+impl ImageStore {
+    /// The ids of the images the bundles under the store have as their root.
+    fn bundle_images(&self) -> Vec<String> {
+        let Ok(listing) = fs::read_dir(self.dir.join(BUNDLES)) else {
+            return Vec::new();
+        };
+        let mut ids = Vec::new();
+        for entry in listing.flatten() {
+            let Ok(text) = fs::read(entry.path().join("config.json")) else {
+                continue;
+            };
+            let Ok(config) = serde_json::from_slice::<Value>(&text) else {
+                continue;
+            };
+            // `<dir>/images/<hex>/rootfs`
+            let root = Path::new(config["root"]["path"].as_str().unwrap_or_default());
+            let image_dir = root.parent();
+            let in_images = image_dir
+                .and_then(Path::parent)
+                .and_then(Path::file_name)
+                .is_some_and(|name| name == IMAGES);
+            if let (true, Some(hex)) = (in_images, image_dir.and_then(Path::file_name)) {
+                ids.push(format!("sha256:{}", hex.to_string_lossy()));
+            }
+        }
+        ids
     }
 }
 

@@ -378,9 +378,14 @@ async fn commands_run_inside_with_exec() {
 #[tokio::test]
 async fn the_store_imports_an_image_once_and_evicts_it_when_unused() {
     let fixture = Fixture::new();
-    let store = ImageStore::new(fixture.dir.path().join("store"));
+    let store_dir = fixture.dir.path().join("store");
     let archive = fixture.dir.path().join("busybox.tar");
+    // Just used: kept whatever the size, as another executor may be about to run it.
+    let store = ImageStore::new(&store_dir);
     let again = store.import_archive(&archive).expect("import again");
+    assert!(store.evict(0, &[]).expect("evict").is_empty());
+
+    let store = ImageStore::new(&store_dir).with_recent_use(Duration::ZERO);
     assert_eq!(again, fixture.image);
     assert!(again.id.starts_with("sha256:"));
     assert!(again.rootfs.join("bin/busybox").is_file());
@@ -392,6 +397,32 @@ async fn the_store_imports_an_image_once_and_evicts_it_when_unused() {
             .expect("evict")
             .is_empty()
     );
+    // A container of another executor runs from it: its bundle names the root.
+    let bundle = store_dir.join("bundles/se-other-task");
+    std::fs::create_dir_all(&bundle).expect("bundle");
+    let config = BundleConfig {
+        rootfs: again.rootfs.clone(),
+        args: vec!["true".into()],
+        env: Vec::new(),
+        cwd: "/".into(),
+        uid: 0,
+        gid: 0,
+        additional_gids: Vec::new(),
+        hostname: None,
+        binds: Vec::new(),
+        network: NetworkMode::None,
+        memory: None,
+        cpus: None,
+        pids_limit: None,
+        rlimits: Vec::new(),
+        cgroups_path: "/se-test/se-other-task".into(),
+    };
+    runtime_spec(&config)
+        .expect("spec")
+        .save(bundle.join("config.json"))
+        .expect("config.json");
+    assert!(store.evict(0, &[]).expect("evict").is_empty());
+    std::fs::remove_dir_all(&bundle).expect("its container ended");
     assert_eq!(
         store.evict(0, &[]).expect("evict"),
         std::slice::from_ref(&again.id)
