@@ -14,14 +14,13 @@
 mod bench_support;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use bench_support::{config, percentile};
+use bench_support::{config, docker, percentile, spawn_executor, wait_state};
 use serde_json::json;
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::types::ContainerType;
-use singularity_mesos::{ContainerInfo, DockerInfo, TaskInfo, TaskState};
+use singularity_mesos::{ContainerInfo, DockerInfo, TaskInfo};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -53,33 +52,6 @@ fn docker_task(agent: &FakeAgent, id: &str, image: &str, cmd: &str) -> TaskInfo 
         tty_info: None,
     });
     task
-}
-
-async fn wait_state(agent: &FakeAgent, id: &str, terminal: bool) {
-    let id = id.to_owned();
-    agent
-        .wait_for_update(
-            move |s| {
-                s.task_id.value == id
-                    && if terminal {
-                        s.state.is_terminal()
-                    } else {
-                        s.state == TaskState::TaskRunning
-                    }
-            },
-            WAIT,
-        )
-        .await
-        .expect("the update arrived");
-}
-
-fn docker(socket: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{socket}"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("docker CLI")
 }
 
 async fn wait_for_file(path: &Path) -> Instant {
@@ -122,18 +94,7 @@ async fn main() {
     let sandbox = root.path().join("sandbox");
 
     let agent = FakeAgent::start("bench-fw", "bench-ex").await;
-    let mut executor = tokio::process::Command::new(&bin)
-        .arg("--config-dir")
-        .arg(&etc)
-        .env("RUST_LOG", "warn")
-        .envs(agent.env_for_executor(&sandbox, true))
-        .current_dir(&sandbox)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the executor");
+    let mut executor = spawn_executor(&bin, &etc, &sandbox, &agent);
     assert!(agent.wait_for_subscribes(1, WAIT).await, "no SUBSCRIBE");
 
     // Warm-up: the first task connects to the engine and negotiates its API version.

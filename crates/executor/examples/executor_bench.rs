@@ -19,7 +19,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use bench_support::{config, percentile, status_kib};
+use bench_support::{config, percentile, spawn_executor, status_kib};
 use serde_json::json;
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::TaskState;
@@ -52,18 +52,7 @@ async fn main() {
     let sandbox = root.path().join("sandbox");
 
     let agent = FakeAgent::start("bench-fw", "bench-ex").await;
-    let mut executor = tokio::process::Command::new(&bin)
-        .arg("--config-dir")
-        .arg(&etc)
-        .env("RUST_LOG", "warn")
-        .envs(agent.env_for_executor(&sandbox, true))
-        .current_dir(&sandbox)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the executor");
+    let mut executor = spawn_executor(&bin, &etc, &sandbox, &agent);
     let executor_pid = executor.id().expect("pid");
     assert!(agent.wait_for_subscribes(1, WAIT).await, "no SUBSCRIBE");
 

@@ -1,8 +1,17 @@
-//! Shared by the executor benchmarks: percentiles, /proc readings and a config directory.
+//! Shared by the executor benchmarks: percentiles, /proc readings, a config directory, the
+//! executor under the fake agent, its updates and the docker CLI.
 #![allow(dead_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use singularity_fake_agent::FakeAgent;
+use singularity_mesos::TaskState;
+
+/// Longest wait for one status update.
+const UPDATE_WAIT: Duration = Duration::from_secs(60);
 
 /// The `p` quantile (0..=1) of `values`, nearest rank.
 pub fn percentile(values: &mut [f64], p: f64) -> f64 {
@@ -68,4 +77,56 @@ pub fn config(root: &Path, executor_extra: &str) -> PathBuf {
     )
     .expect("write");
     etc
+}
+
+/// Starts the executor `bin` with the config directory `etc` under `agent`, in `sandbox`,
+/// its output discarded.
+pub fn spawn_executor(
+    bin: impl AsRef<std::ffi::OsStr>,
+    etc: &Path,
+    sandbox: &Path,
+    agent: &FakeAgent,
+) -> tokio::process::Child {
+    tokio::process::Command::new(bin)
+        .arg("--config-dir")
+        .arg(etc)
+        .env("RUST_LOG", "warn")
+        .envs(agent.env_for_executor(sandbox, true))
+        .current_dir(sandbox)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the executor")
+}
+
+/// Waits for task `id`'s TASK_RUNNING (or, with `terminal`, its terminal update); its message.
+pub async fn wait_state(agent: &FakeAgent, id: &str, terminal: bool) -> Option<String> {
+    let id = id.to_owned();
+    agent
+        .wait_for_update(
+            move |s| {
+                s.task_id.value == id
+                    && if terminal {
+                        s.state.is_terminal()
+                    } else {
+                        s.state == TaskState::TaskRunning
+                    }
+            },
+            UPDATE_WAIT,
+        )
+        .await
+        .expect("the update arrived")
+        .message
+}
+
+/// The docker CLI against the engine at `socket`.
+pub fn docker(socket: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", format!("unix://{socket}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker CLI")
 }
