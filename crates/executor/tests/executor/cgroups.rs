@@ -12,7 +12,7 @@ use singularity_fake_agent::FakeAgent;
 use singularity_mesos::TaskState;
 use singularity_test_support::{self as services, TestCgroup};
 
-use crate::docker::{docker, docker_task, message, running_and_printed};
+use crate::docker::{docker, docker_task, running_and_printed};
 use crate::support::*;
 
 /// An engine the tests run containers on.
@@ -41,18 +41,6 @@ fn harness(engine: &Engine, extra: &str) -> Harness {
         "idleExecutorShutdownWaitMillis: 2000\nmaxTaskMessageLength: 400\ndockerSocket: {}\n{extra}",
         engine.socket.display()
     ))
-}
-
-/// The memory cgroup line of a process.
-fn memory_cgroup(pid: u32) -> String {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup file");
-    text.lines()
-        .find_map(|l| {
-            let mut fields = l.splitn(3, ':');
-            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-            (controllers == "memory").then(|| path.to_owned())
-        })
-        .expect("a memory line")
 }
 
 /// Waits until `read` gives `wanted`; how long that took.

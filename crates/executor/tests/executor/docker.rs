@@ -12,7 +12,7 @@ use singularity_mesos::types::{
     ContainerType, EnvironmentVariable, Parameter, PortMapping, Volume,
 };
 use singularity_mesos::{ContainerInfo, DockerInfo, TaskInfo, TaskState};
-use singularity_test_support::{self as services, AuthRegistry, REGISTRY_PASSWORD, REGISTRY_USER};
+use singularity_test_support as services;
 
 use crate::support::*;
 
@@ -126,10 +126,6 @@ async fn launch_ready(agent: &FakeAgent, harness: &Harness, data: &Value) -> Str
     ));
     running_and_printed(agent, harness, &id, "ready").await;
     id
-}
-
-pub(crate) fn message(status: &singularity_mesos::TaskStatus) -> String {
-    status.message.clone().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -733,15 +729,16 @@ async fn sigterm_to_the_executor_stops_a_container_like_a_kill() {
 /// Runs one forced pull of `reference` through an executor with `settings`; its terminal
 /// update.
 async fn pull_with(
-    settings: &str,
-    env: &[(&str, &str)],
-    reference: &str,
+    settings: String,
+    env: Vec<(String, String)>,
+    reference: String,
 ) -> singularity_mesos::TaskStatus {
-    let harness = harness(settings);
+    let harness = harness(&settings);
     let agent = FakeAgent::start("fw-1", "ex-1").await;
-    let mut executor = harness.spawn_with_env(&agent, true, env);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut executor = harness.spawn_with_env(&agent, true, &env);
     let id = task_id();
-    let mut info = docker(reference);
+    let mut info = docker(&reference);
     info.force_pull_image = Some(true);
     agent.launch(docker_task(
         &agent,
@@ -759,35 +756,8 @@ async fn pull_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_use_the_configured_registry_credentials() {
-    let registry = AuthRegistry::start();
-    let home = tempfile::tempdir().expect("home");
-    let reference = registry.push_test_image(&home.path().join(".docker"));
-    let home_dir = home.path().display().to_string();
-
-    // The entry the docker CLI's login stored in ~/.docker/config.json.
-    let status = pull_with(
-        "dockerAuthConfig: {fromDockerConfig: true}",
-        &[("HOME", &home_dir)],
-        &reference,
-    )
-    .await;
-    assert_eq!(status.state, TaskState::TaskFinished, "{status:?}");
-
-    // Explicit credentials.
-    let status = pull_with(
-        &format!(
-            "dockerAuthConfig: {{username: {REGISTRY_USER}, password: '{REGISTRY_PASSWORD}'}}"
-        ),
-        &[],
-        &reference,
-    )
-    .await;
-    assert_eq!(status.state, TaskState::TaskFinished, "{status:?}");
-
-    // None: the registry refuses.
-    let status = pull_with("", &[], &reference).await;
-    assert_eq!(status.state, TaskState::TaskFailed, "{status:?}");
-    let text = message(&status);
+    let (reference, refused) = pull_with_each_credential(pull_with).await;
+    let text = message(&refused);
     assert!(
         text.starts_with(&format!("Could not pull docker image {reference}: ")),
         "{text}"

@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::types::{ContainerType, Resource};
 use singularity_mesos::{ContainerInfo, TaskInfo, TaskState};
-use singularity_test_support::{
-    self as services, AuthRegistry, REGISTRY_PASSWORD, REGISTRY_USER, TestCgroup,
-};
+use singularity_test_support::{self as services, TestCgroup};
 
 use crate::staging_support::{BUCKET, Downloader, HttpServer, Listen, md5, s3_server};
 use crate::support::*;
@@ -67,10 +65,6 @@ fn mesos_task(agent: &FakeAgent, id: &str, data: &Value, image: Value) -> TaskIn
 
 fn archive_image() -> Value {
     json!({"type": "DOCKER", "docker": {"name": format!("docker-archive://{ARCHIVE}")}})
-}
-
-fn message(status: &singularity_mesos::TaskStatus) -> String {
-    status.message.clone().unwrap_or_default()
 }
 
 /// Container ids the runtime still knows.
@@ -406,13 +400,14 @@ fn a_standalone_deploy_with_a_mesos_image_runs_without_a_daemon() {
 /// Runs `reference` as a daemonless container through an executor with `settings` and
 /// `env`; its terminal update.
 async fn pull_with(
-    settings: &str,
-    env: &[(&str, &str)],
-    reference: &str,
+    settings: String,
+    env: Vec<(String, String)>,
+    reference: String,
 ) -> singularity_mesos::TaskStatus {
-    let harness = harness(settings);
+    let harness = harness(&settings);
     let agent = FakeAgent::start("fw-1", "ex-1").await;
-    let mut executor = harness.spawn_with_env(&agent, true, env);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut executor = harness.spawn_with_env(&agent, true, &env);
     let id = task_id();
     agent.launch(mesos_task(
         &agent,
@@ -431,49 +426,11 @@ async fn pull_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_pulls_take_the_docker_pull_credentials() {
-    let registry = AuthRegistry::start();
-    let home = tempfile::tempdir().expect("home");
-    let reference = registry.push_test_image(&home.path().join(".docker"));
-    let home_dir = home.path().display().to_string();
-
-    // The entry the docker CLI's login stored in ~/.docker/config.json.
-    let status = pull_with(
-        "dockerAuthConfig: {fromDockerConfig: true}",
-        &[("HOME", &home_dir)],
-        &reference,
-    )
-    .await;
-    assert_eq!(status.state, TaskState::TaskFinished, "{status:?}");
-
-    // Explicit credentials.
-    let status = pull_with(
-        &format!(
-            "dockerAuthConfig: {{username: {REGISTRY_USER}, password: '{REGISTRY_PASSWORD}'}}"
-        ),
-        &[],
-        &reference,
-    )
-    .await;
-    assert_eq!(status.state, TaskState::TaskFinished, "{status:?}");
-
-    // None: the registry refuses, and the task says which image.
-    let status = pull_with("", &[], &reference).await;
-    assert_eq!(status.state, TaskState::TaskFailed, "{status:?}");
-    let text = message(&status);
+    // Without credentials the registry refuses, and the task says which image.
+    let (reference, refused) = pull_with_each_credential(pull_with).await;
+    let text = message(&refused);
     assert!(text.contains(&reference), "{text}");
     assert!(text.contains("Not authorized"), "{text}");
-}
-
-/// The `memory` line of `/proc/<pid>/cgroup`.
-fn memory_cgroup(pid: u32) -> String {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup file");
-    text.lines()
-        .find_map(|l| {
-            let mut fields = l.splitn(3, ':');
-            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-            (controllers == "memory").then(|| path.to_owned())
-        })
-        .expect("a memory line")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

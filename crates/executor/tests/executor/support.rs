@@ -12,6 +12,7 @@ use serde_json::Value;
 use singularity_fake_agent::FakeAgent;
 use singularity_mesos::types::{CommandInfo, Environment, EnvironmentVariable};
 use singularity_mesos::{TaskInfo, TaskState, TaskStatus};
+use singularity_test_support::{AuthRegistry, REGISTRY_PASSWORD, REGISTRY_USER};
 use tokio::process::{Child, Command};
 
 /// The executor binary under test.
@@ -410,4 +411,58 @@ pub fn destroy_message(task_id: &str, user: &str) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+}
+
+/// The memory cgroup of process `pid` (its `memory` line of `/proc/<pid>/cgroup`).
+pub fn memory_cgroup(pid: u32) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup file");
+    text.lines()
+        .find_map(|l| {
+            let mut fields = l.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            (controllers == "memory").then(|| path.to_owned())
+        })
+        .expect("a memory line")
+}
+
+/// The message of an update (empty when it has none).
+pub fn message(status: &TaskStatus) -> String {
+    status.message.clone().unwrap_or_default()
+}
+
+/// Runs `pull` (executor settings, executor env, image reference → the task's terminal
+/// update) three times against a fresh registry behind basic auth: with the docker CLI's
+/// login read through `fromDockerConfig`, and with explicit credentials, both of which must
+/// finish the task, then with none. Returns the reference and that last update.
+pub async fn pull_with_each_credential<F, Fut>(pull: F) -> (String, TaskStatus)
+where
+    F: Fn(String, Vec<(String, String)>, String) -> Fut,
+    Fut: std::future::Future<Output = TaskStatus>,
+{
+    let registry = AuthRegistry::start();
+    let home = tempfile::tempdir().expect("home");
+    let reference = registry.push_test_image(&home.path().join(".docker"));
+    let cases = [
+        (
+            "dockerAuthConfig: {fromDockerConfig: true}".to_owned(),
+            vec![("HOME".to_owned(), home.path().display().to_string())],
+        ),
+        (
+            format!(
+                "dockerAuthConfig: {{username: {REGISTRY_USER}, password: '{REGISTRY_PASSWORD}'}}"
+            ),
+            Vec::new(),
+        ),
+    ];
+    for (settings, env) in cases {
+        let status = pull(settings.clone(), env, reference.clone()).await;
+        assert_eq!(
+            status.state,
+            TaskState::TaskFinished,
+            "{settings}: {status:?}"
+        );
+    }
+    let refused = pull(String::new(), Vec::new(), reference.clone()).await;
+    assert_eq!(refused.state, TaskState::TaskFailed, "{refused:?}");
+    (reference, refused)
 }
