@@ -12,7 +12,7 @@ use crate::auth::AuthSource;
 use crate::engine::{ContainerEngine, EngineError, EngineErrorKind};
 
 /// Pause between pull attempts, grown linearly with the attempt number.
-pub(crate) const PULL_RETRY_PAUSE: Duration = Duration::from_secs(1);
+const PULL_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// A registry image reference, split for a pull.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,39 +98,63 @@ pub async fn pull<E: ContainerEngine>(
     auth: Option<&AuthSource>,
     policy: PullPolicy,
 ) -> Result<(), PullError> {
+    let reference = image.reference.as_str();
+    let credentials = auth.and_then(|a| a.for_repository(&image.repository));
+    let pulled = with_attempts(
+        reference,
+        policy,
+        || engine.pull_image(&image.repository, &image.tag, credentials.as_ref()),
+        |error: &EngineError| error.kind != EngineErrorKind::NotFound,
+    )
+    .await;
+    match pulled {
+        Some(result) => result.map_err(|source| PullError::Failed {
+            reference: reference.to_owned(),
+            source,
+        }),
+        None => Err(PullError::TimedOut {
+            reference: reference.to_owned(),
+            timeout: policy.timeout,
+        }),
+    }
+}
+
+/// Runs `attempt` up to `policy.attempts` times inside `policy.timeout`, pausing longer
+/// after each failure; a failure `retry` refuses ends it. `None` when the deadline passed
+/// first.
+pub(crate) async fn with_attempts<T, E, F, Fut>(
+    image: &str,
+    policy: PullPolicy,
+    mut attempt: F,
+    retry: impl Fn(&E) -> bool,
+) -> Option<Result<T, E>>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let started = Instant::now();
     let deadline = started + policy.timeout;
     let attempts = policy.attempts.max(1);
-    let reference = image.reference.as_str();
-    let mut attempt = 1;
+    let mut made = 1;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let credentials = auth.and_then(|a| a.for_repository(&image.repository));
-        let pull = engine.pull_image(&image.repository, &image.tag, credentials.as_ref());
-        let error = match tokio::time::timeout(remaining, pull).await {
-            Ok(Ok(())) => {
-                tracing::info!(image = reference, attempt, elapsed = ?started.elapsed(), "image pulled");
-                return Ok(());
+        let error = match tokio::time::timeout(remaining, attempt()).await {
+            Ok(Ok(value)) => {
+                tracing::info!(image, attempt = made, elapsed = ?started.elapsed(), "image pulled");
+                return Some(Ok(value));
             }
             Ok(Err(error)) => error,
-            Err(_) => {
-                return Err(PullError::TimedOut {
-                    reference: reference.to_owned(),
-                    timeout: policy.timeout,
-                });
-            }
+            Err(_) => return None,
         };
-        tracing::warn!(image = reference, attempt, attempts, %error, "pull failed");
-        if error.kind == EngineErrorKind::NotFound || attempt >= attempts {
-            return Err(PullError::Failed {
-                reference: reference.to_owned(),
-                source: error,
-            });
+        tracing::warn!(image, attempt = made, attempts, %error, "pull failed");
+        if !retry(&error) || made >= attempts {
+            return Some(Err(error));
         }
         let pause =
-            (PULL_RETRY_PAUSE * attempt).min(deadline.saturating_duration_since(Instant::now()));
+            (PULL_RETRY_PAUSE * made).min(deadline.saturating_duration_since(Instant::now()));
         tokio::time::sleep(pause).await;
-        attempt += 1;
+        made += 1;
     }
 }
 

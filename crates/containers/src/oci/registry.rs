@@ -9,13 +9,12 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth as ClientAuth;
 use oci_client::{Client, Reference};
-use tokio::time::Instant;
 
 use super::OciError;
 use super::layers::apply_layer;
 use super::store::{ImageStore, StoredImage};
 use crate::RegistryAuth;
-use crate::image::{PULL_RETRY_PAUSE, PullPolicy};
+use crate::image::{PullPolicy, with_attempts};
 
 /// [`pull`] with `policy.attempts` attempts inside `policy.timeout`, as Docker pulls are
 /// made: only a transient failure (the network, a 5xx or 429 answer) is tried again.
@@ -25,38 +24,29 @@ pub async fn pull_with_policy(
     auth: Option<&RegistryAuth>,
     policy: PullPolicy,
 ) -> Result<StoredImage, OciError> {
-    let deadline = Instant::now() + policy.timeout;
-    let attempts = policy.attempts.max(1);
-    let mut attempt = 1;
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let error = match tokio::time::timeout(remaining, pull(store, reference, auth)).await {
-            Ok(Ok(image)) => return Ok(image),
-            Ok(Err(error)) => error,
-            Err(_) => {
-                return Err(OciError::Pull {
-                    image: reference.to_owned(),
-                    reason: format!("no answer within {}s", policy.timeout.as_secs()),
-                    transient: true,
-                });
-            }
-        };
-        tracing::warn!(image = reference, attempt, attempts, %error, "pull failed");
-        let transient = matches!(
+    let transient = |error: &OciError| {
+        matches!(
             error,
             OciError::Pull {
                 transient: true,
                 ..
             }
-        );
-        if !transient || attempt >= attempts {
-            return Err(error);
-        }
-        let pause =
-            (PULL_RETRY_PAUSE * attempt).min(deadline.saturating_duration_since(Instant::now()));
-        tokio::time::sleep(pause).await;
-        attempt += 1;
-    }
+        )
+    };
+    with_attempts(
+        reference,
+        policy,
+        || pull(store, reference, auth),
+        transient,
+    )
+    .await
+    .unwrap_or_else(|| {
+        Err(OciError::Pull {
+            image: reference.to_owned(),
+            reason: format!("no answer within {}s", policy.timeout.as_secs()),
+            transient: true,
+        })
+    })
 }
 
 /// Pulls `reference` into `store` (the layers only when the store lacks the image) with
